@@ -1,0 +1,267 @@
+"""Load catalog TOML files (shipped in `dse/catalog/data/` or given by the user) into frozen definitions.
+
+Every quantity is an inline table ``{ value, unit, source, date }`` with optional ``low``, ``high`` and
+``note``. Shipped files must carry source and date on every number; user files may omit them and are
+then labelled as user-supplied.
+"""
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from dse.catalog.types import CNN, PRECISIONS, Accelerator, Fabric, Node, Quantity, Region, Transformer
+from dse.errors import CatalogFileError, UnknownNameError
+from dse.units import si_factor
+
+T = TypeVar("T")
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+DEVICE_CLASSES = ("datacenter-gpu", "datacenter-accel", "edge-gpu", "mcu")
+
+
+class Registry(Generic[T]):
+    """Named definitions of one kind, looked up by name or alias (case-insensitive)."""
+
+    def __init__(self, kind: str, items: list[T]) -> None:
+        self.kind = kind
+        self.items = items
+        self._by_name: dict[str, T] = {}
+        for item in items:
+            for key in (item.name, *item.aliases):  # type: ignore[attr-defined]
+                self._by_name[key.lower()] = item
+
+    def get(self, name: str, field: str) -> T:
+        item = self._by_name.get(str(name).lower())
+        if item is None:
+            raise UnknownNameError(field, name, self._by_name)
+        return item
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def quantity(raw: object, where: str, strict: bool) -> Quantity:
+    """Parse one ``{value, unit, source, date}`` table; `where` names the field for error messages."""
+    if not isinstance(raw, Mapping):
+        raise CatalogFileError(where, raw, "an inline table { value = ..., unit = \"...\", source, date }")
+    value = raw.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise CatalogFileError(f"{where}.value", value, "a finite non-negative number")
+    unit = raw.get("unit")
+    if not isinstance(unit, str):
+        raise CatalogFileError(f"{where}.unit", unit, "a unit string such as \"TB/s\" or \"GiB\"")
+    try:
+        factor = si_factor(unit)
+    except ValueError:
+        raise CatalogFileError(f"{where}.unit", unit, "a unit pint understands, e.g. TFLOP/s, GiB, W") from None
+    source, date = raw.get("source", ""), str(raw.get("date", ""))
+    if strict and not (isinstance(source, str) and source.strip()):
+        raise CatalogFileError(f"{where}.source", source, "a non-empty citation")
+    if strict and not _DATE.match(date):
+        raise CatalogFileError(f"{where}.date", date, "a date written YYYY, YYYY-MM or YYYY-MM-DD")
+    bounds = []
+    for key in ("low", "high"):
+        b = raw.get(key)
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int | float) or b < 0):
+            raise CatalogFileError(f"{where}.{key}", b, "a non-negative number in the same unit")
+        bounds.append(None if b is None else float(b) * factor)
+    low, high = bounds
+    if (low is not None and low > value * factor * (1 + 1e-9)) or (
+            high is not None and high < value * factor * (1 - 1e-9)):
+        raise CatalogFileError(where, raw, "low <= value <= high")
+    return Quantity(si=float(value) * factor, value=float(value), unit=unit,
+                    source=source or "user-supplied file", date=date or "user-supplied",
+                    low_si=low, high_si=high, note=str(raw.get("note", "")),
+                    basis=str(raw.get("basis", "")), year=raw.get("year"))
+
+
+def _quantities(raw: object, where: str, strict: bool) -> dict[str, Quantity]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise CatalogFileError(where, raw, "a table of quantities")
+    return {k: quantity(v, f"{where}.{k}", strict) for k, v in raw.items()}
+
+
+def _text(raw: Mapping, key: str, where: str, default: str | None = None) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise CatalogFileError(f"{where}.{key}", value, "a non-empty string")
+    return value
+
+
+def _aliases(raw: Mapping) -> tuple[str, ...]:
+    return tuple(str(a) for a in raw.get("aliases", ()))
+
+
+def _positive_int(raw: Mapping, key: str, where: str, default: int | None = None) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise CatalogFileError(f"{where}.{key}", value, "a positive integer")
+    return value
+
+
+def accelerator(raw: Mapping, where: str, strict: bool) -> Accelerator:
+    name = _text(raw, "name", where)
+    where = f"{where}[{name}]"
+    peaks = _quantities(raw.get("peak"), f"{where}.peak", strict)
+    unknown = set(peaks) - set(PRECISIONS)
+    if unknown:
+        raise CatalogFileError(f"{where}.peak", sorted(unknown)[0], f"one of {', '.join(PRECISIONS)}")
+    if not peaks:
+        raise CatalogFileError(f"{where}.peak", None, "at least one precision's dense peak, e.g. fp16")
+    spec = _quantities(raw.get("spec"), f"{where}.spec", strict)
+    for key in ("memory_capacity", "memory_bandwidth"):
+        if key not in spec or spec[key].si <= 0:
+            raise CatalogFileError(f"{where}.spec.{key}", spec.get(key), "a positive quantity (required)")
+    device_class = raw.get("class", "datacenter-gpu")
+    if device_class not in DEVICE_CLASSES:
+        raise CatalogFileError(f"{where}.class", device_class, f"one of {', '.join(DEVICE_CLASSES)}")
+    return Accelerator(name=name.lower(), display=str(raw.get("display", name)), vendor=str(raw.get("vendor", "")),
+                       device_class=device_class, year=raw.get("year"), peaks=peaks, spec=spec,
+                       sparsity_2_4=bool(raw.get("sparsity_2_4", False)), aliases=_aliases(raw),
+                       note=str(raw.get("note", "")))
+
+
+def workload(raw: Mapping, where: str) -> Transformer | CNN:
+    name = str(raw.get("name", Path(where).stem)).lower()
+    family = raw.get("family")
+    common = dict(name=name, display=str(raw.get("display", name)), source=str(raw.get("source", "")),
+                  date=str(raw.get("date", "")), note=str(raw.get("note", "")), aliases=_aliases(raw))
+    where = f"{where}[{name}]"
+    if family == "cnn":
+        shape = raw.get("input")
+        if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
+            raise CatalogFileError(f"{where}.input", shape, "[height, width, channels] as positive integers")
+        layers = raw.get("layers")
+        if not isinstance(layers, list) or not layers or not all(isinstance(x, Mapping) for x in layers):
+            raise CatalogFileError(f"{where}.layers", layers, "a non-empty list of layer tables")
+        from dse.models.cnn import expand_layers  # validates every layer spec
+
+        cnn = CNN(input=tuple(shape), layers=tuple(_freeze(x) for x in layers), **common)
+        expand_layers(cnn, where)
+        return cnn
+    if family != "transformer":
+        raise CatalogFileError(f"{where}.family", family, "\"transformer\" or \"cnn\"")
+    dims = {k: _positive_int(raw, k, where) for k in ("layers", "hidden", "heads")}
+    vocab = raw.get("vocab")
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 0:
+        raise CatalogFileError(f"{where}.vocab", vocab, "a non-negative integer (required)")
+    heads = dims["heads"]
+    kv_heads = _positive_int(raw, "kv_heads", where, heads)
+    if dims["hidden"] % heads:
+        raise CatalogFileError(f"{where}.hidden", dims["hidden"], f"a multiple of heads ({heads})")
+    if heads % kv_heads:
+        raise CatalogFileError(f"{where}.kv_heads", kv_heads, f"a divisor of heads ({heads})")
+    ffn = raw.get("ffn", "gelu")
+    if ffn not in ("gelu", "swiglu"):
+        raise CatalogFileError(f"{where}.ffn", ffn, "\"gelu\" or \"swiglu\"")
+    if ffn == "swiglu" and "ffn_hidden" not in raw:
+        raise CatalogFileError(f"{where}.ffn_hidden", None, "a positive integer (required with swiglu)")
+    ffn_hidden = _positive_int(raw, "ffn_hidden", where, 4 * dims["hidden"])
+    experts = _positive_int(raw, "experts", where, 1)
+    top_k = _positive_int(raw, "top_k", where, 1)
+    if top_k > experts:
+        raise CatalogFileError(f"{where}.top_k", top_k, f"at most experts ({experts})")
+    extra = {k: _positive_int(raw, k, where) for k in ("patch", "image") if k in raw}
+    return Transformer(**dims, vocab=vocab, kv_heads=kv_heads, ffn=ffn, ffn_hidden=ffn_hidden,
+                       seq_len=_positive_int(raw, "seq_len", where, 2048), experts=experts, top_k=top_k,
+                       tied_embeddings=bool(raw.get("tied_embeddings", False)),
+                       causal=bool(raw.get("causal", True)), channels=int(raw.get("channels", 3)),
+                       **extra, **common)
+
+
+def _freeze(layer: Mapping) -> tuple:
+    """A layer spec as a hashable tuple of (key, value) pairs, so CNN definitions can be cached."""
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in layer.items())
+
+
+def region(raw: Mapping, where: str) -> Region:
+    name = _text(raw, "name", where)
+    fields = {k: quantity(v, f"{where}[{name}].{k}", True) for k, v in raw.items() if isinstance(v, Mapping)}
+    return Region(name=name, display=str(raw.get("display", name)), country=str(raw.get("country", "")),
+                  fields=fields, aliases=_aliases(raw))
+
+
+def fabric(raw: Mapping, where: str) -> Fabric:
+    name = _text(raw, "name", where)
+    fields = {k: quantity(v, f"{where}[{name}].{k}", True) for k, v in raw.items() if isinstance(v, Mapping)}
+    return Fabric(name=name, display=str(raw.get("display", name)), kind=str(raw.get("kind", "")),
+                  fields=fields, aliases=_aliases(raw))
+
+
+def node(raw: Mapping, where: str) -> Node:
+    name = _text(raw, "name", where)
+    fields = {k: quantity(v, f"{where}[{name}].{k}", True) for k, v in raw.items() if isinstance(v, Mapping)}
+    return Node(name=name, display=str(raw.get("display", name)), accelerator=_text(raw, "accelerator", where),
+                accelerators=_positive_int(raw, "accelerators", where), scale_up=str(raw.get("scale_up", "")),
+                scale_out=str(raw.get("scale_out", "")), fields=fields, nics=int(raw.get("nics", 0)),
+                cpu=str(raw.get("cpu", "")), aliases=_aliases(raw))
+
+
+def _read_toml(path: Path | str, field: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise CatalogFileError(field, str(path), "an existing TOML file") from None
+    except IsADirectoryError:
+        raise CatalogFileError(field, str(path), "a TOML file, not a directory") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalogFileError(field, str(path), f"valid TOML ({exc})") from None
+
+
+def _packaged(filename: str) -> dict:
+    with resources.files("dse.catalog").joinpath("data", filename).open("rb") as f:
+        return tomllib.load(f)
+
+
+@lru_cache(maxsize=None)
+def registry(kind: str) -> Registry:
+    """The shipped catalog of one kind: hardware, workloads, regions, nodes or fabrics."""
+    if kind == "hardware":
+        return Registry(kind, [accelerator(r, "accelerators.toml", True)
+                               for r in _packaged("accelerators.toml")["accelerator"]])
+    if kind == "workloads":
+        return Registry(kind, [workload(r, "workloads.toml") for r in _packaged("workloads.toml")["workload"]])
+    if kind == "regions":
+        return Registry(kind, [region(r, "regions.toml") for r in _packaged("regions.toml")["region"]])
+    if kind == "fabrics":
+        return Registry(kind, [fabric(r, "fabrics.toml") for r in _packaged("fabrics.toml")["fabric"]])
+    if kind == "nodes":
+        return Registry(kind, [node(r, "nodes.toml") for r in _packaged("nodes.toml")["node"]])
+    raise UnknownNameError("catalog kind", kind, KINDS)
+
+
+KINDS = ("hardware", "nodes", "fabrics", "workloads", "regions")
+
+
+def _single(data: dict, key: str) -> dict:
+    """A user file holds one definition: top-level fields or a one-element ``[[key]]`` array."""
+    entries = data.get(key)
+    if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], Mapping):
+        return entries[0]
+    return data
+
+
+@lru_cache(maxsize=64)
+def load_hardware_file(path: str) -> Accelerator:
+    """An accelerator from a user TOML file (same fields as an ``[[accelerator]]`` entry)."""
+    raw = _single(_read_toml(path, "--hardware-file"), "accelerator")
+    raw = {"name": Path(path).stem, **raw}
+    return accelerator(raw, f"--hardware-file {path}", strict=False)
+
+
+@lru_cache(maxsize=64)
+def load_workload_file(path: str) -> Transformer | CNN:
+    """A workload from a user TOML file (DESIGN.md 4.1: family, layers, hidden, heads, vocab, ...)."""
+    raw = _single(_read_toml(path, "--workload-file"), "workload")
+    return workload(raw, f"--workload-file {path}")

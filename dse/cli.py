@@ -1,0 +1,82 @@
+"""The `dse` command: `dse eval` (one design point) and `dse catalog` (what the catalog holds)."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from dse import config as cfg
+from dse import report
+from dse.catalog import KINDS, registry
+from dse.errors import DSEError
+from dse.evaluate import evaluate_point
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate one design point",
+                       description="Evaluate one design point with the analytical models (DESIGN.md 4.1).")
+    src = p.add_argument_group("workload and hardware")
+    src.add_argument("--workload", help="catalog workload name (see `dse catalog workloads`)")
+    src.add_argument("--workload-file", help="a workload TOML file")
+    src.add_argument("--hardware", help="catalog accelerator name (see `dse catalog hardware`)")
+    src.add_argument("--hardware-file", help="an accelerator TOML file")
+    p.add_argument("--mode", default="infer", help="infer | train | serve (default infer)")
+    p.add_argument("--precision", help="arithmetic: fp32 tf32 bf16 fp16 fp8 fp4 int8 int4 (default fp16)")
+    p.add_argument("--weight-precision", help="store weights narrower than the arithmetic (weight-only quantization)")
+    p.add_argument("--sparsity", help="2:4 (structured) or a fraction of zero weights")
+    p.add_argument("--recompute", help="activation recomputation: none | selective | full (train)")
+    for key, spec in cfg.NUMERIC.items():
+        p.add_argument(cfg.option(key), dest=key, metavar="X", help=spec.help)
+    for key in cfg.LATER:
+        p.add_argument(cfg.option(key), dest=key, metavar="X", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print one JSON object: config, metrics, notes")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    keys = set(cfg.ALL_KEYS)
+    given = {k: v for k, v in vars(args).items() if k in keys and v is not None}
+    result = evaluate_point(**given)
+    if args.json:
+        print(json.dumps({"config": result.config, "metrics": result.metrics, "notes": result.notes}, indent=2))
+    else:
+        print(report.eval_text(result.config, result.metrics, result.notes))
+    return 0
+
+
+def _run_catalog(args: argparse.Namespace) -> int:
+    kinds = [args.kind] if args.kind else list(KINDS)
+    if args.json:
+        if not args.kind:
+            print(json.dumps({k: [report.catalog_json(k, i) for i in registry(k)] for k in kinds}, indent=2))
+        else:
+            print(json.dumps([report.catalog_json(args.kind, i) for i in registry(args.kind)], indent=2))
+        return 0
+    for kind in kinds:
+        header, rows, sources = report.catalog_rows(kind, list(registry(kind)))
+        print(f"{kind} ({len(rows)})\n{report.table(rows, header)}")
+        for i, s in enumerate(sources, 1):
+            print(f"  [{i}] {s}")
+        print()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):  # `dse catalog | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    parser = argparse.ArgumentParser(prog="dse", description="Design-space exploration for ML systems.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _eval_parser(sub)
+    c = sub.add_parser("catalog", help="list accelerators, nodes, fabrics, workloads or regions with sources")
+    c.add_argument("kind", nargs="?", choices=KINDS)
+    c.add_argument("--json", action="store_true", help="print a JSON list of objects, each with `name`")
+    args = parser.parse_args(argv)
+    try:
+        return _run_eval(args) if args.command == "eval" else _run_catalog(args)
+    except DSEError as exc:
+        print(f"dse {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

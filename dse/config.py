@@ -1,0 +1,140 @@
+"""A design point's inputs: the option table shared by `dse eval`, `dse.evaluate` and `evaluate_many`,
+with validation that names the field, the value and what is allowed."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dse.catalog import PRECISIONS, Accelerator, Workload, load_hardware_file, load_workload_file, registry
+from dse.errors import UnknownNameError, UserInputError
+from dse.units import parse_quantity
+
+MODES = ("infer", "train", "serve")
+RECOMPUTE = ("none", "selective", "full")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One numeric option: integer or real, its lower bound, and whether the bound is inclusive."""
+
+    kind: str  # "int", "real", "rate" (bytes/s), "size" (bytes)
+    low: float
+    inclusive: bool = True
+    high: float | None = None
+    help: str = ""
+
+    def allowed(self) -> str:
+        what = {"int": "an integer", "real": "a number", "rate": "a rate", "size": "a size"}[self.kind]
+        rel = ">=" if self.inclusive else ">"
+        text = f"{what} {rel} {self.low:g}"
+        return text + (f" and <= {self.high:g}" if self.high is not None else "")
+
+
+NUMERIC: dict[str, Field] = {
+    "batch": Field("int", 1, help="samples or requests processed together (train: global batch)"),
+    "seq_len": Field("int", 1, help="tokens per sequence (default: the workload's)"),
+    "gpus": Field("int", 1, help="accelerators in the deployment"),
+    "gpus_per_node": Field("int", 1, help="accelerators per node (default 8)"),
+    "tp": Field("int", 1, help="tensor-parallel degree"),
+    "pp": Field("int", 1, help="pipeline-parallel degree"),
+    "dp": Field("int", 1, help="data-parallel degree"),
+    "cp": Field("int", 1, help="context-parallel degree"),
+    "ep": Field("int", 1, help="expert-parallel degree"),
+    "micro_batch": Field("int", 1, help="samples per micro-batch per data-parallel rank"),
+    "global_batch": Field("int", 1, help="samples per optimizer step"),
+    "vp": Field("int", 1, help="virtual pipeline stages per GPU"),
+    "zero": Field("int", 0, high=3, help="ZeRO stage 0-3"),
+    "input_len": Field("int", 1, help="prompt tokens per request (default 512)"),
+    "output_len": Field("int", 1, help="generated tokens per request (default 128)"),
+    "qps": Field("real", 0, inclusive=False, help="request arrival rate, requests/s"),
+    "ttft_slo": Field("real", 0, inclusive=False, help="p99 time-to-first-token target, s"),
+    "itl_slo": Field("real", 0, inclusive=False, help="inter-token latency target, s"),
+    "cpu_workers": Field("int", 1, help="CPU data-loader workers"),
+    "worker_bw": Field("rate", 0, inclusive=False, help="decode/augment rate per worker, e.g. 250MB/s"),
+    "storage_bw": Field("rate", 0, inclusive=False, help="storage read bandwidth, e.g. 3GB/s"),
+    "sample_bytes": Field("size", 0, inclusive=False, help="bytes per sample as read, e.g. 110kB"),
+    "tokens": Field("real", 0, inclusive=False, help="training token budget, e.g. 15e12"),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": MODES, "precision": PRECISIONS, "weight_precision": PRECISIONS, "recompute": RECOMPUTE,
+}
+LATER = {  # contract options whose models are not built yet: refused with a clear message, never ignored
+    "duration_days": "energy, carbon and cost models", "region": "energy, carbon and cost models",
+    "pue": "energy, carbon and cost models", "grid_g_per_kwh": "energy, carbon and cost models",
+}
+NAMES = ("workload", "workload_file", "hardware", "hardware_file", "sparsity")
+ALL_KEYS = (*NAMES, *CHOICES, *NUMERIC, *LATER)
+DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "batch": 1, "zero": 0,
+            "input_len": 512, "output_len": 128, "gpus_per_node": 8, "tp": 1, "pp": 1, "cp": 1, "ep": 1,
+            "vp": 1}
+
+
+def option(field: str) -> str:
+    """How the CLI spells a keyword (``input_len`` -> ``--input-len``)."""
+    return "--" + field.replace("_", "-")
+
+
+def check_number(field: str, value: object) -> float:
+    """Validate one numeric option; returns it as a float (bytes or bytes/s for rates and sizes)."""
+    spec = NUMERIC[field]
+    if spec.kind in ("rate", "size") and isinstance(value, str):
+        return parse_quantity(value, "B/s" if spec.kind == "rate" else "B", option(field),
+                              "bytes/s" if spec.kind == "rate" else "bytes")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise UserInputError(option(field), value, spec.allowed()) from None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise UserInputError(option(field), value, spec.allowed())
+    v = float(value)
+    bad = (not math.isfinite(v) or (v < spec.low if spec.inclusive else v <= spec.low)
+           or (spec.high is not None and v > spec.high) or (spec.kind == "int" and v != int(v)))
+    if bad:
+        raise UserInputError(option(field), value, spec.allowed())
+    return v
+
+
+def check_choice(field: str, value: object) -> str:
+    text = str(value).lower()
+    if text not in CHOICES[field]:
+        raise UnknownNameError(option(field), value, CHOICES[field])
+    return text
+
+
+def sparsity(value: object) -> tuple[bool, float]:
+    """``2:4`` (structured) or a fraction of zero weights in [0, 1)."""
+    if value is None:
+        return False, 0.0
+    if str(value).strip() == "2:4":
+        return True, 0.5
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        f = -1.0
+    if not 0.0 <= f < 1.0:
+        raise UserInputError("--sparsity", value, "\"2:4\" or a fraction of zero weights in [0, 1)")
+    return False, f
+
+
+def resolve_workload(name: object, path: object) -> Workload:
+    if (name is None) == (path is None):
+        raise UserInputError("--workload", name, "exactly one of --workload NAME or --workload-file F.toml")
+    return load_workload_file(str(path)) if path is not None else registry("workloads").get(str(name), "--workload")
+
+
+def resolve_hardware(name: object, path: object) -> Accelerator:
+    if (name is None) == (path is None):
+        raise UserInputError("--hardware", name, "exactly one of --hardware NAME or --hardware-file F.toml")
+    return load_hardware_file(str(path)) if path is not None else registry("hardware").get(str(name), "--hardware")
+
+
+def check_keys(keys) -> None:
+    for key in keys:
+        if key not in ALL_KEYS:
+            raise UnknownNameError("option", key, ALL_KEYS)
+        if key in LATER:
+            raise UserInputError(option(key), "given", f"not available yet: the {LATER[key]} "
+                                 "arrive in a later release; leave it out")

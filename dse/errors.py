@@ -1,0 +1,49 @@
+"""Errors raised for user mistakes. Every message names the field, the value and what is allowed."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DSEError(Exception):
+    """Base of every error dse raises on purpose."""
+
+
+class UserInputError(DSEError, ValueError):
+    """A value given by the user is not allowed.
+
+    Args:
+        field: the option or file field at fault (e.g. ``--batch`` or ``workload.hidden``).
+        value: what the user gave.
+        allowed: what would have been accepted, in words.
+    """
+
+    def __init__(self, field: str, value: object, allowed: str, hint: str = "") -> None:
+        self.field, self.value, self.allowed, self.hint = field, value, allowed, hint
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        text = f"{self.field} = {self.value!r} is not allowed: {self.allowed}"
+        return f"{text}. {self.hint}" if self.hint else text
+
+    def __reduce__(self):
+        return (type(self), (self.field, self.value, self.allowed, self.hint))
+
+
+class UnknownNameError(UserInputError):
+    """A catalog name that does not exist; suggests the closest known names."""
+
+    def __init__(self, field: str, value: object, choices: Iterable[str], hint: str = "") -> None:
+        self.choices = sorted(choices)
+        close = difflib.get_close_matches(str(value).lower(), self.choices, n=3, cutoff=0.5)
+        if not hint:
+            hint = f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+                "Did you mean one of the names listed by `dse catalog`?")
+        super().__init__(field, value, f"one of {len(self.choices)} known names", hint)
+
+    def __reduce__(self):
+        return (type(self), (self.field, self.value, self.choices, self.hint))
+
+
+class CatalogFileError(UserInputError):
+    """A TOML data file (catalog or user-supplied) is malformed."""

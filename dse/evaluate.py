@@ -1,0 +1,484 @@
+"""Config -> Metrics. Composes the models for one design point, or for a whole pandas frame of them
+column-wise (rows grouped by their categorical choices, numeric columns as numpy arrays), through the
+same functions, so a sweep and a single question give the same numbers."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dse import config as cfg
+from dse.catalog import CNN, Accelerator, Transformer, Workload, registry
+from dse.errors import UserInputError
+from dse.models import calibration, cnn, communication, data_pipeline, roofline, serving, training, transformer
+from dse.models.precision import Execution, resolve
+
+GB = 1e9
+
+
+@dataclass
+class Result:
+    """What `dse eval` prints: the resolved config, the metrics and the notes (assumptions, fallbacks)."""
+
+    config: dict
+    metrics: dict
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """The categorical part of a design point, resolved against the catalog."""
+
+    workload: Workload
+    device: Accelerator
+    mode: str
+    ex: Execution
+    eff: calibration.Efficiency
+    weight_bytes: float
+    tensor_speedup: float
+    recompute: str
+    notes: tuple[str, ...]
+
+
+def setup(workload: Workload, device: Accelerator, mode: str, precision: str, weight_precision: str | None,
+          sparsity: object, recompute: str) -> Setup:
+    """Resolve precision, sparsity and efficiency for one (workload, device, mode) combination."""
+    try:
+        ex = resolve(device, precision, weight_precision)
+    except ValueError as exc:
+        raise UserInputError("--weight-precision" if weight_precision else "--precision",
+                             weight_precision or precision, str(exc)) from None
+    notes = list(ex.notes)
+    structured, zeros = cfg.sparsity(sparsity)
+    speedup = 1.0
+    if structured and device.sparsity_2_4:
+        speedup = 2.0
+        notes.append("2:4 structured sparsity: sparse tensor cores double the weight-GEMM rate and "
+                     "weights take 0.5 B/element + 1 bit of index")
+    elif structured:
+        notes.append(f"{device.name} has no 2:4 sparse tensor cores: weights are stored compressed, "
+                     "the arithmetic runs dense")
+    elif zeros > 0:
+        notes.append(f"{zeros:.0%} unstructured zeros: stored as values plus a bitmask when smaller; "
+                     "dense matrix units do not skip zeros, so FLOP are unchanged")
+    if mode == "serve" and not isinstance(workload, Transformer):
+        raise UserInputError("--mode", mode, f"infer or train for the CNN {workload.name!r}; serve "
+                             "models LLM prefill and decode")
+    wb = roofline.weight_bytes_per_element(ex, structured, zeros)
+    return Setup(workload, device, mode, ex, calibration.for_class(device.device_class), wb, speedup,
+                 recompute, tuple(notes))
+
+
+def _pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = False, tp=1):
+    """Roofline timing of one forward pass of the workload (per GPU under tensor parallelism)."""
+    w = s.workload
+    if isinstance(w, CNN):
+        table = cnn.pass_ops(w, batch, s.ex.act_bytes, training_pass)
+    else:
+        table = transformer.pass_ops(w, batch, q_len, kv_len, logit_tokens, s.ex.act_bytes, s.ex.kv_bytes)
+        if np.any(np.asarray(tp) > 1):
+            table = transformer.shard(table, tp)
+    return table, roofline.run(table, s.ex, s.eff, bandwidth=s.device.memory_bandwidth,
+                               weight_bytes=s.weight_bytes, tensor_speedup=s.tensor_speedup)
+
+
+def _weights_bytes(s: Setup) -> float:
+    w = s.workload
+    params = cnn.parameters(w) if isinstance(w, CNN) else transformer.parameters(w)
+    return params * s.weight_bytes
+
+
+def _params(w: Workload) -> float:
+    return cnn.parameters(w) if isinstance(w, CNN) else transformer.parameters(w)
+
+
+def _fits(parts: list[tuple[str, object]], capacity: float):
+    """Memory check: total of the named parts against capacity, and the reason text when it fails."""
+    total = sum(v for _, v in parts)
+    return total, total <= capacity
+
+
+def _reason(parts: list[tuple[str, float]], capacity: float, where: str) -> str:
+    total = sum(v for _, v in parts)
+    shown = " + ".join(f"{name} {v / GB:.1f} GB" for name, v in parts if v > 0)
+    return f"{shown} = {total / GB:.1f} GB > {capacity / GB:.1f} GB {where}"
+
+
+def infer(s: Setup, n: dict) -> tuple[dict, list]:
+    """One forward pass over a batch (encoders, CNNs, or a prompt for a decoder)."""
+    w = s.workload
+    batch, seq = n["batch"], n["seq_len"]
+    _, t = _pass(s, batch, seq, seq, 1.0)
+    if isinstance(w, CNN):
+        act = cnn.peak_activation_elements(w) * batch * s.ex.act_bytes
+    else:
+        act = transformer.inference_activation_bytes(w, batch * seq, batch, s.ex.act_bytes)
+    parts = [("weights", _weights_bytes(s)), ("activations", act)]
+    m = {"latency_s": t.total, "throughput_per_s": batch / t.total, "compute_time_s": t.compute,
+         "memory_time_s": t.memory, "overhead_time_s": t.overhead, "arithmetic_intensity": t.flops / t.bytes,
+         "flops": t.flops, "bottleneck": roofline.bottleneck(t)}
+    if isinstance(w, Transformer):
+        m["tokens_per_s"] = batch * seq / t.total
+    return m, [(parts, s.device.memory_capacity, "of accelerator memory")]
+
+
+def serve(s: Setup, n: dict) -> tuple[dict, list]:
+    """Prefill + decode on one tensor-parallel replica; deployment throughput over its replicas."""
+    w = s.workload
+    b, i, o, tp = n["batch"], n["input_len"], n["output_len"], n["tp"]
+    _, pre = _pass(s, b, i, i, 1.0, tp=tp)
+    _, dec = _pass(s, b, 1.0, i + (o + 1) / 2.0, 1.0, tp=tp)
+    _, pre1 = _pass(s, 1.0, i, i, 1.0, tp=tp)
+    comm_pre = transformer.tp_allreduce_time(w, b * i, tp, s.ex.act_bytes, n["link_bw"], n["link_latency"])
+    comm_dec = transformer.tp_allreduce_time(w, b, tp, s.ex.act_bytes, n["link_bw"], n["link_latency"])
+    comm_pre1 = transformer.tp_allreduce_time(w, i, tp, s.ex.act_bytes, n["link_bw"], n["link_latency"])
+    ttft, itl, pf1 = pre.total + comm_pre, dec.total + comm_dec, pre1.total + comm_pre1
+    kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, s.ex.kv_bytes)
+    kv_share = np.maximum(1.0 / tp, 1.0 / w.kv_heads)  # KV heads split over TP ranks, replicated past kv_heads
+    weights = _weights_bytes(s) / tp
+    work = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp
+    cap = s.device.memory_capacity
+    replicas = n["gpus"] / tp
+    per_replica = serving.static_tokens_per_s(b, o, ttft, itl)
+    m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1) * itl,
+         "kv_cache_bytes": kv_seq * b, "max_batch": serving.max_batch(cap, weights + work, kv_seq * kv_share),
+         "tokens_per_s": per_replica * replicas,
+         "continuous_tokens_per_s": serving.continuous_tokens_per_s(b, o, itl, pf1) * replicas,
+         "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
+         "prefill_compute_time_s": pre.compute, "decode_memory_time_s": dec.memory,
+         "bottleneck": roofline.bottleneck(dec)}
+    parts = [("weights", weights), ("KV cache", kv_seq * b * kv_share), ("activations", work)]
+    return m, [(parts, cap, "of accelerator memory per GPU")]
+
+
+def train(s: Setup, n: dict) -> tuple[dict, list]:
+    """A training step with data parallelism inside one node; tensor/pipeline parallel training is
+    refused until the distributed-training model exists."""
+    w = s.workload
+    gb, dp, mb = n["batch"], n["dp"], n["micro_batch"]
+    seq = n["seq_len"]
+    accum = gb / (dp * mb)
+    table, fwd = _pass(s, mb, seq, seq, seq, training_pass=True)
+    extra = 0.0
+    if s.recompute == "full":
+        extra = fwd.total
+    elif s.recompute == "selective" and isinstance(w, Transformer):
+        extra = fwd.per_op[table.names.index("attention")]
+    params = _params(w)
+    shard = params / (dp if n["zero"] >= 1 else 1)
+    opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
+    grad_bytes = s.ex.act_bytes
+    comm = communication.ring_allreduce_time(params * grad_bytes, dp, n["link_bw"], n["link_latency"]) * (dp > 1)
+    micro_time = fwd.total * (1.0 + training.BACKWARD_FACTOR) + extra
+    step = micro_time * accum + opt + comm
+    tokens_per_sample = seq if isinstance(w, Transformer) else 1.0
+    samples_per_s = gb / step
+    if isinstance(w, Transformer):
+        model_flops = transformer.model_flops(w, gb * seq, seq, training=True)
+    else:
+        model_flops = 3.0 * cnn.forward_flops(w) * gb
+    hw_flops = (fwd.flops * (1.0 + training.BACKWARD_FACTOR) * accum * dp
+                + (fwd.flops if s.recompute == "full" else 0.0) * accum * dp)
+    peak = s.ex.tensor_rate * n["gpus"]
+    m = {"step_time_s": step, "samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * tokens_per_sample,
+         "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),
+         "model_tflops_per_gpu": model_flops / step / n["gpus"] / 1e12, "bubble_fraction": 0.0 * step,
+         "forward_time_s": fwd.total * accum, "optimizer_time_s": opt, "communication_time_s": comm,
+         "gradient_accumulation_steps": accum}
+    if n.get("tokens") is not None:
+        m["time_to_train_s"] = n["tokens"] / m["tokens_per_s"]
+    label = roofline.bottleneck(fwd)
+    m["bottleneck"] = np.where(comm > micro_time * accum, "communication", label) if np.ndim(comm) else (
+        "communication" if comm > micro_time * accum else label)
+    if isinstance(w, CNN):
+        act = cnn.activation_elements(w) * mb * s.ex.act_bytes * (1.0 if s.recompute == "none" else 0.1)
+    else:
+        act = transformer.training_activation_bytes(w, mb, seq, s.recompute, s.ex.act_bytes)
+    state = training.model_state_bytes(params, s.weight_bytes, grad_bytes, dp, n["zero"])
+    parts = [("weights+gradients+optimizer", state), ("activations", act)]
+    return m, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
+
+
+MODELS = {"infer": infer, "serve": serve, "train": train}
+
+
+def with_data_pipeline(m: dict, n: dict, s: Setup) -> dict:
+    """Put the input pipeline in front of the accelerator when --cpu-workers is given."""
+    key = "step_time_s" if s.mode == "train" else "latency_s"
+    samples = n["batch"]
+    sample_bytes = n["sample_bytes"]
+    t_sto, t_cpu = data_pipeline.stage_times(samples, sample_bytes, n["storage_bw"], n["cpu_workers"],
+                                             n["worker_bw"])
+    t, util, stall = data_pipeline.pipelined_step(m[key], t_sto, t_cpu)
+    scale = m[key] / t
+    m.update({"data_stall_fraction": stall, "accelerator_utilization": util,
+              "cpu_workers_needed": data_pipeline.workers_needed(samples, sample_bytes, n["worker_bw"], m[key]),
+              "storage_time_s": t_sto, "cpu_transform_time_s": t_cpu, key: t})
+    for rate in ("throughput_per_s", "samples_per_s", "tokens_per_s", "mfu", "hfu", "model_tflops_per_gpu"):
+        if rate in m:
+            m[rate] = m[rate] * scale
+    if "time_to_train_s" in m:
+        m["time_to_train_s"] = m["time_to_train_s"] / scale
+    m["bottleneck"] = np.where(stall > 0.5, "data", m["bottleneck"]) if np.ndim(stall) else (
+        "data" if stall > 0.5 else m["bottleneck"])
+    return m
+
+
+def _require(ok, field: str, value, allowed: str) -> None:
+    """Raise a UserInputError for the first design point where `ok` is false (row-aware for columns)."""
+    if np.all(ok):
+        return
+    if np.ndim(ok):
+        row = int(np.argmin(ok))
+        shown = value[row] if np.ndim(value) else value
+        raise UserInputError(cfg.option(field), _plain(shown), allowed, hint=f"(row {row})")
+    raise UserInputError(cfg.option(field), _plain(value), allowed)
+
+
+def _plain(v):
+    return int(v) if isinstance(v, float | np.floating) and float(v).is_integer() else v
+
+
+def _link(device: Accelerator) -> tuple[float | None, float]:
+    """One direction of the device's scale-up link (B/s) and the per-step latency of its fabric."""
+    bw = device.get("scale_up_bandwidth")
+    latency = 0.0
+    for node in registry("nodes"):
+        if node.accelerator == device.name:
+            fabric = next((f for f in registry("fabrics") if f.name == node.scale_up), None)
+            latency = (fabric.get("latency") if fabric else None) or 0.0
+            break
+    return (bw / 2.0 if bw else None), latency
+
+
+def numbers(given: dict, s: Setup) -> dict:
+    """Validated numeric inputs with defaults and derived degrees; floats or numpy columns."""
+    w, mode = s.workload, s.mode
+    n = {k: given.get(k, cfg.DEFAULTS.get(k)) for k in cfg.NUMERIC}
+    if n["seq_len"] is None:
+        n["seq_len"] = float(w.seq_len)
+    if n["global_batch"] is not None:
+        _require(np.asarray(n["global_batch"]) == np.asarray(n["batch"]) if "batch" in given else True,
+                 "global_batch", n["global_batch"], "equal to --batch (in train mode they name the same thing)")
+        n["batch"] = n["global_batch"]
+    for key in ("pp", "cp", "ep", "vp"):
+        _require(np.asarray(n[key]) == 1, key, n[key], "1 for now: pipeline, context and expert parallelism "
+                 "arrive with the distributed-training model")
+    heads = w.heads if isinstance(w, Transformer) else 1
+    tp, per_node = n["tp"], n["gpus_per_node"]
+    if mode == "serve":
+        _require(np.mod(heads, tp) == 0, "tp", tp, f"a divisor of {w.name}'s {heads} attention heads")
+        _require(tp <= per_node, "tp", tp, f"at most --gpus-per-node ({_plain(per_node)}): serve TP stays in a node")
+        n["gpus"] = tp if n["gpus"] is None else n["gpus"]
+        _require(np.mod(n["gpus"], tp) == 0, "gpus", n["gpus"], f"a multiple of --tp ({_plain(tp)}) in serve mode")
+    elif mode == "train":
+        _require(np.asarray(tp) == 1, "tp", tp, "1 for now: tensor-parallel training arrives with the "
+                 "distributed-training model (use --dp inside a node)")
+        if n["dp"] is None:
+            n["dp"] = 1.0 if n["gpus"] is None else n["gpus"]
+        n["gpus"] = n["dp"] if n["gpus"] is None else n["gpus"]
+        _require(np.asarray(n["gpus"]) == n["dp"], "gpus", n["gpus"], f"equal to --dp ({_plain(n['dp'])}) "
+                 "while tp = pp = 1")
+        _require(n["dp"] <= per_node, "dp", n["dp"], f"at most --gpus-per-node ({_plain(per_node)}): one node for now")
+        if n["micro_batch"] is None:
+            n["micro_batch"] = n["batch"] / n["dp"]
+        _require(np.mod(n["batch"], n["dp"] * n["micro_batch"]) == 0, "batch", n["batch"],
+                 "a multiple of --dp x --micro-batch (whole gradient-accumulation steps)")
+    else:
+        for key in ("tp", "dp"):
+            _require(np.asarray(n[key] if n[key] is not None else 1) == 1, key, n[key],
+                     "1 in infer mode (one device); use --mode serve for tensor-parallel inference")
+        n["gpus"] = 1.0 if n["gpus"] is None else n["gpus"]
+        _require(np.asarray(n["gpus"]) == 1, "gpus", n["gpus"], "1 in infer mode (one device)")
+    for key in ("qps", "ttft_slo", "itl_slo"):
+        _require(n[key] is None or mode == "serve", key, n[key], "only with --mode serve")
+    _require(n["tokens"] is None or mode == "train", "tokens", n["tokens"], "only with --mode train")
+    if n["cpu_workers"] is not None:
+        _require(mode != "serve", "cpu_workers", n["cpu_workers"], "only with --mode infer or train")
+        for key in ("worker_bw", "sample_bytes"):
+            _require(n[key] is not None, key, n[key], "a value whenever --cpu-workers is given")
+        n["storage_bw"] = np.inf if n["storage_bw"] is None else n["storage_bw"]
+    link_bw, latency = _link(s.device)
+    multi = np.any(np.asarray(n["tp"]) > 1) or np.any(np.asarray(n["dp"] or 1) > 1)
+    _require(link_bw is not None or not multi, "tp" if mode == "serve" else "dp", n["tp"] if mode == "serve"
+             else n["dp"], f"1: {s.device.name} publishes no scale-up bandwidth to communicate over")
+    n["link_bw"], n["link_latency"] = link_bw or np.inf, latency
+    return n
+
+
+def _common(m: dict, checks: list, n: dict, reasons: list) -> dict:
+    feasible = True
+    per_gpu = 0.0
+    for parts, capacity, where in checks:
+        total = sum(v for _, v in parts)
+        per_gpu = per_gpu + total
+        ok = total <= capacity
+        feasible = feasible & ok
+        if not np.ndim(ok) and not ok:
+            reasons.append(_reason(parts, capacity, where))
+    return {"feasible": feasible, "infeasible_reasons": reasons, "bottleneck": m.pop("bottleneck"),
+            "memory_per_gpu_bytes": per_gpu, "gpus": n["gpus"], **m}
+
+
+def evaluate_point(**kwargs) -> Result:
+    """Evaluate one design point; keywords are the `dse eval` options with underscores."""
+    cfg.check_keys(kwargs)
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    w = cfg.resolve_workload(given.get("workload"), given.get("workload_file"))
+    dev = cfg.resolve_hardware(given.get("hardware"), given.get("hardware_file"))
+    cats = {k: cfg.check_choice(k, given.get(k, cfg.DEFAULTS.get(k))) if k in given or k in cfg.DEFAULTS
+            else None for k in cfg.CHOICES}
+    s = _setup_cached(w, dev, cats["mode"], cats["precision"], cats["weight_precision"],
+                      given.get("sparsity"), cats["recompute"])
+    nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
+    n = numbers(nums, s)
+    m, checks = MODELS[s.mode](s, n)
+    if n["cpu_workers"] is not None:
+        m = with_data_pipeline(m, n, s)
+    metrics = _common(m, checks, n, [])
+    metrics = {k: (bool(v) if isinstance(v, bool | np.bool_) else v if isinstance(v, str | list)
+                   else float(v)) for k, v in metrics.items()}
+    for key in ("max_batch", "gpus", "cpu_workers_needed", "replicas", "gradient_accumulation_steps"):
+        if key in metrics:
+            metrics[key] = int(metrics[key])
+    notes = list(s.notes)
+    if s.mode == "serve" and "qps" in nums:
+        _queueing(metrics, n, notes)
+    if not metrics["feasible"]:
+        notes.append("infeasible: time metrics are computed as if memory sufficed")
+    config = {"workload": w.name, "hardware": dev.name, "mode": s.mode, "precision": cats["precision"],
+              **{k: _plain(v) for k, v in n.items()
+                 if k in given or k == "gpus" or (k == "seq_len" and s.mode != "serve")}}
+    config = {k: v for k, v in config.items() if not (isinstance(v, float) and not np.isfinite(v))}
+    return Result(config=config, metrics=metrics, notes=notes)
+
+
+def _queueing(m: dict, n: dict, notes: list) -> None:
+    """Tail latency at the request rate and the replicas needed (M/M/c per replica, c = batch slots)."""
+    slots = int(n["batch"])
+    service = m["request_latency_s"]
+    rate = n["qps"]
+    replicas = int(m["replicas"])
+    needed = serving.replicas_needed(rate, slots, service, m["ttft_s"], n["ttft_slo"])
+    per = rate / replicas
+    m["queue_utilization"] = per * service / slots
+    m["ttft_p50_s"] = m["ttft_s"] + serving.wait_quantile(slots, service, per, 0.50)
+    m["ttft_p99_s"] = m["ttft_s"] + serving.wait_quantile(slots, service, per, 0.99)
+    m["replicas_needed"] = needed
+    m["gpus_needed"] = needed * int(n["tp"])
+    if m["queue_utilization"] >= 1:
+        m["feasible"] = False
+        m["infeasible_reasons"].append(f"{rate:g} requests/s exceed the capacity of {replicas} replica(s) "
+                                       f"({replicas * slots / service:.3g} requests/s); {needed} needed")
+    if n["itl_slo"] is not None and m["itl_s"] > n["itl_slo"]:
+        m["feasible"] = False
+        m["infeasible_reasons"].append(f"inter-token latency {m['itl_s'] * 1e3:.1f} ms > SLO "
+                                       f"{n['itl_slo'] * 1e3:.1f} ms at batch {slots}")
+    if n["ttft_slo"] is not None and m["ttft_p99_s"] > n["ttft_slo"]:
+        m["feasible"] = False
+        m["infeasible_reasons"].append(f"p99 TTFT {m['ttft_p99_s']:.3g} s > SLO {n['ttft_slo']:.3g} s "
+                                       f"with {replicas} replica(s); {needed} needed")
+    m = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in m.items()}
+    notes.append("queueing: each replica is an M/M/c queue with c = batch slots and service time = "
+                 "request latency")
+
+
+def evaluate(**kwargs) -> dict:
+    """Metrics of one design point (DESIGN.md 4.4): ``dse.evaluate(workload=..., hardware=..., ...)``."""
+    return evaluate_point(**kwargs).metrics
+
+
+_setup_cached = __import__("functools").lru_cache(maxsize=4096)(setup)
+
+CATEGORICAL = ("workload", "workload_file", "hardware", "hardware_file", "mode", "precision",
+               "weight_precision", "sparsity", "recompute")
+
+
+def _column(values: pd.Series, key: str) -> np.ndarray:
+    """A numeric column as floats (rates and sizes parsed once per distinct text)."""
+    if values.dtype.kind in "iuf":
+        arr = values.to_numpy(dtype=float)
+        spec = cfg.NUMERIC[key]
+        ok = np.isfinite(arr) & ((arr >= spec.low) if spec.inclusive else (arr > spec.low))
+        if spec.high is not None:
+            ok &= arr <= spec.high
+        if spec.kind == "int":
+            ok &= arr == np.floor(arr)
+        _require(ok, key, arr, spec.allowed())
+        return arr
+    parsed = {}
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        try:
+            out[i] = parsed[v] if v in parsed else parsed.setdefault(v, cfg.check_number(key, v))
+        except UserInputError as exc:
+            raise UserInputError(exc.field, exc.value, exc.allowed, hint=f"(row {i})") from None
+    return out
+
+
+def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
+    """Evaluate a frame of design points column-wise; same rows, same order, one column per metric.
+
+    Rows are grouped by their categorical choices (workload, hardware, mode, precision, ...); each
+    group's numeric columns go through the models as numpy arrays. Metrics equal `evaluate`'s.
+    """
+    frame = pd.DataFrame(points).reset_index(drop=True)
+    cfg.check_keys(frame.columns)
+    for key in CATEGORICAL:
+        if key not in frame:
+            frame[key] = cfg.DEFAULTS.get(key)
+    keys = list(CATEGORICAL)
+    grouped = frame[keys].astype(object).where(frame[keys].notna(), None)
+    out: list[pd.DataFrame] = []
+    for combo, rows in grouped.groupby(keys, dropna=False, sort=False).groups.items():
+        c = dict(zip(keys, combo, strict=True))
+        try:
+            w = cfg.resolve_workload(c["workload"], c["workload_file"])
+            dev = cfg.resolve_hardware(c["hardware"], c["hardware_file"])
+            cats = {k: cfg.check_choice(k, c[k]) if c[k] is not None else None for k in cfg.CHOICES}
+            s = _setup_cached(w, dev, cats["mode"], cats["precision"], cats["weight_precision"],
+                              c["sparsity"], cats["recompute"] or "none")
+        except UserInputError as exc:
+            raise UserInputError(exc.field, exc.value, exc.allowed,
+                                 hint=f"{exc.hint} (row {int(rows[0])})".strip()) from None
+        sub = frame.loc[rows]
+        nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
+        for k in cfg.NUMERIC:
+            if k in sub and sub[k].isna().any() and sub[k].notna().any():
+                raise UserInputError(cfg.option(k), None, "a value on every row of its column, or no column")
+        try:
+            n = numbers(nums, s)
+        except UserInputError as exc:
+            if "row" in exc.hint:
+                row = int(rows[int(exc.hint.split()[-1].strip(")"))])
+                raise UserInputError(exc.field, exc.value, exc.allowed, hint=f"(row {row})") from None
+            raise
+        m, checks = MODELS[s.mode](s, n)
+        if n["cpu_workers"] is not None:
+            m = with_data_pipeline(m, n, s)
+        metrics = _common(m, checks, n, [])
+        metrics.pop("infeasible_reasons")
+        size = len(rows)
+        cols = {k: np.broadcast_to(np.asarray(v), (size,)) for k, v in metrics.items()}
+        out.append(pd.DataFrame(cols, index=rows))
+        if s.mode == "serve" and "qps" in nums:
+            _queue_rows(out[-1], n, size)
+    result = pd.concat(out).sort_index()
+    for key in ("max_batch", "gpus", "replicas"):
+        if key in result:
+            result[key] = result[key].astype(int)
+    return result
+
+
+def _queue_rows(block: pd.DataFrame, n: dict, size: int) -> None:
+    """Queueing is a per-row search; run it row by row for frames that give a request rate."""
+    for j, idx in enumerate(block.index):
+        row = {k: (float(np.broadcast_to(v, (size,))[j]) if v is not None and np.ndim(v) else v)
+               for k, v in n.items()}
+        m = {k: block.at[idx, k] for k in ("request_latency_s", "replicas", "ttft_s", "itl_s")}
+        m.update(feasible=bool(block.at[idx, "feasible"]), infeasible_reasons=[])
+        _queueing(m, row, [])
+        for k in ("queue_utilization", "ttft_p50_s", "ttft_p99_s", "replicas_needed", "gpus_needed", "feasible"):
+            block.loc[idx, k] = m[k]

@@ -1,0 +1,90 @@
+"""How a requested precision runs on a device, the way real software would run it.
+
+Bytes per element follow the formats (IEEE 754 binary32/16, bfloat16, OCP FP8 E4M3/E5M2 and MX FP4 E2M1,
+two's-complement int8/int4). A precision the device lacks falls back to the nearest wider arithmetic
+it has, keeping the narrow storage for weights (weight-only quantization, e.g. W4A16 as in AWQ,
+Lin et al. 2024, and fp8 weights on A100 as in Marlin-style kernels, Frantar et al. 2024), and
+the fallback is always reported in the notes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dse.catalog.types import PRECISIONS, Accelerator
+
+BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5, "int8": 1.0, "int4": 0.5}
+
+# Wider arithmetic that software uses when the device lacks the requested one, nearest first.
+_FALLBACK = {
+    "fp32": (),
+    "tf32": ("fp32",),
+    "bf16": ("fp16", "fp32"),
+    "fp16": ("bf16", "fp32"),
+    "fp8": ("fp16", "bf16", "fp32"),
+    "fp4": ("fp8", "fp16", "bf16", "fp32"),
+    "int8": ("fp16", "bf16", "fp32"),
+    "int4": ("fp16", "bf16", "int8", "fp32"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """Arithmetic and storage of one design point on one device.
+
+    Attributes:
+        compute: precision the math units run in.
+        tensor_rate: dense peak of that precision (FLOP/s).
+        vector_rate: rate for element-wise work outside matrix units (fp32 peak, FLOP/s).
+        weight_bytes: bytes per stored weight element (before sparsity).
+        act_bytes: bytes per activation element (the arithmetic's width, fp32 counts 4).
+        kv_bytes: bytes per KV-cache element.
+        dequant: weights are stored narrower than the arithmetic and expanded in the kernel.
+        notes: what was substituted and why.
+    """
+
+    compute: str
+    tensor_rate: float
+    vector_rate: float
+    weight_bytes: float
+    act_bytes: float
+    kv_bytes: float
+    dequant: bool
+    notes: tuple[str, ...]
+
+
+def resolve(device: Accelerator, precision: str, weight_precision: str | None) -> Execution:
+    """Pick the arithmetic a device would really use for `precision` and the storage widths.
+
+    Raises:
+        ValueError: when `weight_precision` is wider than `precision` or the device has no usable
+        arithmetic at all (callers turn this into a UserInputError naming the field).
+    """
+    notes: list[str] = []
+    compute = precision
+    if device.peak(precision) is None:
+        compute = next((p for p in _FALLBACK[precision] if device.peak(p) is not None), "")
+        if not compute:
+            raise ValueError(f"{device.name} publishes no {precision} rate nor any of "
+                             f"{', '.join(_FALLBACK[precision]) or 'its fallbacks'}")
+        notes.append(f"{device.name} has no native {precision} arithmetic: computing in {compute}"
+                     + (f" with {precision} weights stored and dequantized in the kernel"
+                        if BYTES[precision] < BYTES[compute] else ""))
+    stored = weight_precision or precision
+    if BYTES[stored] > BYTES[precision]:
+        raise ValueError(f"weight precision {stored} is wider than the arithmetic {precision}")
+    weight_bytes = BYTES[stored]
+    act_bytes = BYTES[compute] if BYTES[precision] < BYTES[compute] else BYTES[precision]
+    if compute in ("int8", "int4"):
+        act_bytes = 1.0  # integer GEMMs take int8 activations (W8A8 / W4A8), Xiao et al. 2023
+    dequant = weight_bytes < BYTES[compute] and not (compute in ("int8", "int4") and weight_bytes >= 0.5)
+    if weight_precision and weight_bytes < BYTES[compute]:
+        notes.append(f"weights stored in {stored} ({weight_bytes:g} B/element), arithmetic in {compute}: "
+                     "dequantization adds element-wise work inside each weight GEMM")
+    vector = device.peak("fp32") or device.peak(compute)
+    return Execution(compute=compute, tensor_rate=device.peak(compute), vector_rate=vector,
+                     weight_bytes=weight_bytes, act_bytes=act_bytes, kv_bytes=act_bytes,
+                     dequant=dequant, notes=tuple(notes))
+
+
+def check_precision(name: str) -> bool:
+    return name in PRECISIONS

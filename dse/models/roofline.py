@@ -1,0 +1,112 @@
+"""Operator-level roofline with size-dependent efficiency and per-kernel launch overhead.
+
+For each operator i of a pass (Williams, Waterman & Patterson 2009, "Roofline: an insightful visual
+performance model", CACM 52(4)):
+
+    t_i = max(t_compute_i, t_memory_i) + kernels_i * t_launch
+
+    t_compute_i = (F_tensor_i + F_half) / (R_tensor * eta_tensor)     (only when F_tensor_i > 0)
+                + F_vector_i / (R_vector * eta_vector)
+    t_memory_i  = bytes_i / (BW * eta_memory)
+
+The tensor term is Hockney's half-performance model (Hockney & Jesshope 1988, "Parallel Computers 2",
+section 1.3.3): achieved rate r(F) = r_inf * F / (F + F_half), so small GEMMs fall short of peak and
+large ones approach eta_tensor * peak. `F_half`, the etas and `t_launch` are fitted per device class
+(see `dse.models.calibration`), never per measurement row.
+
+Arrays: every table field has shape (ops,) for one design point or (ops, points) for a population;
+the reductions sum over axis 0, so one function serves both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dse.models.calibration import Efficiency
+from dse.models.precision import Execution
+
+
+@dataclass(frozen=True, slots=True)
+class OpTable:
+    """The operators of one pass. Per-instance values; `repeat` instances of each (e.g. layers).
+
+    Attributes:
+        names: operator names, shape (ops,).
+        repeat: instances of each operator in the pass (layers, or 1), shape (ops,).
+        weights: weight elements read per instance (0 for weight-free operators).
+        flops_tensor: FLOP per instance on matrix units (GEMMs, convolutions, attention matmuls).
+        flops_vector: FLOP per instance on vector units (norms, softmax, activations, depthwise conv).
+        act_bytes: activation / KV bytes moved per instance (weights are added from `weights`).
+        kernels: kernel launches per instance.
+    """
+
+    names: tuple[str, ...]
+    repeat: np.ndarray
+    weights: np.ndarray
+    flops_tensor: np.ndarray
+    flops_vector: np.ndarray
+    act_bytes: np.ndarray
+    kernels: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Roofline result of a pass; every field is a float or an array over design points."""
+
+    total: object
+    compute: object
+    memory: object
+    overhead: object
+    compute_bound: object
+    memory_bound: object
+    flops: object
+    bytes: object
+    per_op: object
+
+
+def weight_bytes_per_element(ex: Execution, sparsity_24: bool, zero_fraction: float) -> float:
+    """Stored bytes per weight element after structured or unstructured sparsity.
+
+    2:4 keeps 2 of every 4 values plus a 2-bit index per kept value, i.e. 1 bit per original element
+    (Mishra et al. 2021, "Accelerating Sparse Deep Neural Networks", section 3). A fraction f of zeros
+    stored as values plus a 1-bit mask costs (1 - f) * b + 1/8 bytes when that is smaller than dense
+    (bitmap formats such as Flash-LLM, Xia et al. 2023).
+    """
+    b = ex.weight_bytes
+    if sparsity_24:
+        return 0.5 * b + 1.0 / 8.0
+    if zero_fraction > 0:
+        return min(b, (1.0 - zero_fraction) * b + 1.0 / 8.0)
+    return b
+
+
+def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, weight_bytes: float,
+        tensor_speedup: float = 1.0) -> Timing:
+    """Time a pass on one device. `tensor_speedup` multiplies the matrix rate of weight GEMMs (2 for
+    2:4 sparse tensor cores); dequantization adds 2 vector FLOP per weight element (scale and convert)
+    inside the GEMM, where it competes with the arithmetic but overlaps the memory traffic."""
+    w = table.weights
+    ft = table.flops_tensor
+    fv = table.flops_vector + (2.0 * w if ex.dequant else 0.0)
+    rate_t = ex.tensor_rate * eff.tensor * np.where(w > 0, tensor_speedup, 1.0)
+    rate_t = rate_t.reshape(rate_t.shape + (1,) * (np.ndim(ft) - 1))
+    t_c = (ft + eff.flops_half * (ft > 0)) / rate_t + fv / (ex.vector_rate * eff.vector)
+    nbytes = w * weight_bytes + table.act_bytes
+    t_m = nbytes / (eff.memory * bandwidth)
+    rep = table.repeat.reshape(table.repeat.shape + (1,) * (np.ndim(ft) - 1))
+    body = np.maximum(t_c, t_m) * rep
+    over = table.kernels.reshape(rep.shape) * rep * eff.launch
+    c_bound = t_c >= t_m
+    return Timing(total=(body + over).sum(axis=0), compute=(t_c * rep).sum(axis=0),
+                  memory=(t_m * rep).sum(axis=0), overhead=over.sum(axis=0) + 0.0 * ft[0],
+                  compute_bound=(body * c_bound).sum(axis=0), memory_bound=(body * ~c_bound).sum(axis=0),
+                  flops=((ft + fv) * rep).sum(axis=0), bytes=(nbytes * rep).sum(axis=0), per_op=body + over)
+
+
+def bottleneck(timing: Timing) -> object:
+    """Label the largest share of a pass's time: 'compute', 'memory' or 'overhead' (kernel launches)."""
+    parts = np.stack(np.broadcast_arrays(timing.compute_bound, timing.memory_bound, timing.overhead))
+    labels = np.array(["compute", "memory", "overhead"])
+    picked = labels[np.argmax(parts, axis=0)]
+    return str(picked) if picked.ndim == 0 else picked

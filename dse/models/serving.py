@@ -1,0 +1,68 @@
+"""LLM serving: prefill and decode, KV cache, largest batch, continuous batching and queueing.
+
+A request of I input and O output tokens is prefilled in one pass (time to first token, TTFT) and
+then decoded one token per step; each decode step reads every weight once for the whole batch and
+each sequence's KV cache (Pope et al. 2023, "Efficiently Scaling Transformer Inference", section 2).
+The mean inter-token latency (ITL) is the decode step at the mean context I + (O + 1)/2, which is exact
+because a step's time is affine in the context length.
+
+Queueing: a replica with c = batch slots and per-request service time S is an M/M/c queue; the
+probability of waiting is Erlang C and the waiting time beyond it is exponential with rate
+c/S - lambda (Kleinrock 1975, "Queueing Systems Vol. 1", section 3.5; Harchol-Balter 2013, ch. 14).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def max_batch(capacity, fixed_bytes, per_sequence_bytes):
+    """Largest batch with fixed_bytes + batch * per_sequence_bytes <= capacity (0 if none fits)."""
+    return np.maximum(0.0, np.floor((capacity - fixed_bytes) / per_sequence_bytes))
+
+
+def static_tokens_per_s(batch, output_len, ttft, itl):
+    """Generated tokens per second of a replica serving batches of `batch` requests back to back."""
+    return batch * output_len / (ttft + (output_len - 1) * itl)
+
+
+def continuous_tokens_per_s(batch, output_len, itl, prefill_one):
+    """Continuous batching (Yu et al. 2022, Orca): `batch` slots stay full; each request costs
+    O decode steps shared by the batch plus its own prefill. Per replica:
+    batch * O / (O * ITL + batch * prefill_one)."""
+    return batch * output_len / (output_len * itl + batch * prefill_one)
+
+
+def erlang_c(servers: int, load: float) -> float:
+    """Probability an arrival waits in M/M/c with offered load A = lambda*S (Erlang B recursion)."""
+    if load >= servers:
+        return 1.0
+    b = 1.0
+    for k in range(1, servers + 1):
+        b = load * b / (k + load * b)
+    return b / (1.0 - (load / servers) * (1.0 - b))
+
+
+def wait_quantile(servers: int, service_s: float, rate: float, q: float) -> float:
+    """q-quantile of the queueing delay in M/M/c: P(W > t) = C * exp(-(c/S - lambda) t)."""
+    load = rate * service_s
+    if load >= servers:
+        return math.inf
+    c = erlang_c(servers, load)
+    if c <= 1.0 - q:
+        return 0.0
+    return math.log(c / (1.0 - q)) / (servers / service_s - rate)
+
+
+def replicas_needed(rate: float, servers: int, service_s: float, ttft: float, ttft_slo: float | None,
+                    utilization_cap: float = 1.0) -> int:
+    """Fewest replicas whose queue is stable and whose p99 TTFT (wait + prefill) meets the SLO."""
+    r = max(1, math.ceil(rate * service_s / (servers * utilization_cap)))
+    if r * servers <= rate * service_s:
+        r += 1
+    while ttft_slo is not None and ttft + wait_quantile(servers, service_s, rate / r, 0.99) > ttft_slo:
+        r += 1
+        if r > 1_000_000:
+            break
+    return r

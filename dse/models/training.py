@@ -1,0 +1,34 @@
+"""One training step on one device (and data parallelism inside a node): time and memory.
+
+Step = forward + backward + optional recomputation + optimizer (+ gradient all-reduce for DP > 1,
+see `dse.models.communication`).
+The backward pass costs twice the forward (one GEMM for input gradients, one for weight gradients;
+Narayanan et al. 2021, section 5.1, the 3x in 6N FLOP per token of Kaplan et al. 2020). Full
+recomputation repeats the forward; selective recomputation repeats the attention core only
+(Korthikanti et al. 2022). Mixed-precision Adam keeps 16-bit weights and gradients plus fp32 master
+weights, momentum and variance: 2 + 2 + 12 = 16 bytes per parameter (Rajbhandari et al. 2020, ZeRO,
+section 3.1); ZeRO stage 1/2/3 partitions the optimizer states, then gradients, then weights across
+the data-parallel group (same paper, section 5).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+BACKWARD_FACTOR = 2.0
+OPTIMIZER_STATE_BYTES = 12.0  # fp32 master weights, Adam momentum and variance
+ADAM_BYTES_MOVED = 28.0  # read grad (2) + master, m, v (12); write master, m, v (12) + 16-bit weights (2)
+ADAM_FLOPS = 10.0  # per parameter: moment updates, bias correction, sqrt, divide, scale
+
+
+def optimizer_time(params_local, bandwidth: float, vector_rate: float, eff_memory: float, eff_vector: float):
+    """Adam update as one streaming pass over the local optimizer shard: max(bytes/BW, FLOP/rate)."""
+    return np.maximum(ADAM_BYTES_MOVED * params_local / (bandwidth * eff_memory),
+               ADAM_FLOPS * params_local / (vector_rate * eff_vector))
+
+
+def model_state_bytes(params, weight_bytes: float, grad_bytes: float, dp: int, zero: int):
+    """Weights, gradients and optimizer states per GPU under ZeRO stage `zero` over `dp` ranks."""
+    weights = params * weight_bytes / (dp if zero >= 3 else 1)
+    grads = params * grad_bytes / (dp if zero >= 2 else 1)
+    states = params * OPTIMIZER_STATE_BYTES / (dp if zero >= 1 else 1)
+    return weights + grads + states

@@ -1,0 +1,183 @@
+"""Transformer operators, parameters, KV cache and activation memory, derived from the architecture.
+
+Operator FLOP and bytes follow the standard accounting of a decoder layer (Kaplan et al. 2020,
+"Scaling Laws for Neural Language Models", Table 1; Narayanan et al. 2021, "Efficient Large-Scale
+Language Model Training on GPU Clusters", section 5.1): a GEMM of [T x K] by [K x N] costs 2*T*K*N
+FLOP and moves its weights once plus its input and output activations. Attention is fused in the way
+of FlashAttention-2 (Dao 2023, Algorithm 1): the score matrix stays on chip, K and V are read once per
+block of 128 query rows, and a causal mask skips the upper triangle. Grouped-query attention shrinks
+the K/V projections and cache by heads/kv_heads (Ainslie et al. 2023). Mixture-of-experts layers run
+top_k experts per token (Shazeer et al. 2017; Jiang et al. 2024, Mixtral) and, with uniform routing,
+T tokens touch E*(1-(1-k/E)^T) distinct experts in expectation, which sets the expert weights read.
+
+All functions accept Python floats or numpy arrays for the point-dependent sizes (batch, lengths).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dse.catalog.types import Transformer
+from dse.models.communication import ring_allreduce_time
+from dse.models.roofline import OpTable
+
+FLASH_BLOCK_ROWS = 128  # FlashAttention-2 query block (Dao 2023, section 3.1, B_r = 128 on A100)
+
+
+def stack(values: list) -> np.ndarray:
+    """Stack per-operator values into (ops,) for scalars or (ops, points) for numpy columns."""
+    try:
+        return np.array(values, dtype=float)
+    except ValueError:
+        return np.stack(np.broadcast_arrays(*values)).astype(float)
+
+
+def _mlp_mats(w: Transformer) -> int:
+    return 3 if w.ffn == "swiglu" else 2
+
+
+def layer_weights(w: Transformer) -> float:
+    """Weight elements of one transformer layer (all experts), norms included."""
+    kvd = w.kv_heads * w.head_dim
+    attn = w.hidden * (w.hidden + 2 * kvd) + w.hidden * w.hidden
+    mlp = _mlp_mats(w) * w.hidden * w.ffn_hidden * w.experts
+    router = w.hidden * w.experts if w.experts > 1 else 0
+    return float(attn + mlp + router + 2 * w.hidden)
+
+
+def parameters(w: Transformer) -> float:
+    """Total parameters: layers, token embedding, LM head (unless tied), patch embedding for ViT."""
+    embed = w.vocab * w.hidden * (1 if w.tied_embeddings else 2)
+    patch = (w.patch * w.patch * w.channels * w.hidden) if w.patch else 0
+    return w.layers * layer_weights(w) + embed + patch + w.hidden
+
+
+def matmul_parameters_per_token(w: Transformer) -> float:
+    """Parameters a token multiplies by in a forward pass (active experts only, LM head included,
+    embedding lookup excluded): the N of the 2N / 6N FLOP-per-token rule (Kaplan et al. 2020)."""
+    kvd = w.kv_heads * w.head_dim
+    attn = w.hidden * (w.hidden + 2 * kvd) + w.hidden * w.hidden
+    mlp = _mlp_mats(w) * w.hidden * w.ffn_hidden * w.top_k
+    router = w.hidden * w.experts if w.experts > 1 else 0
+    return float(w.layers * (attn + mlp + router) + w.vocab * w.hidden)
+
+
+def model_flops(w: Transformer, tokens, seq_len, training: bool):
+    """Model FLOP of a forward (or forward+backward) pass, PaLM's convention (Chowdhery et al. 2022,
+    Appendix B): 6N + 12*L*h*s per trained token, i.e. 2N + 4*L*h*s per forward token."""
+    per_token = 2.0 * matmul_parameters_per_token(w) + 4.0 * w.layers * w.hidden * seq_len
+    return (3.0 if training else 1.0) * per_token * tokens
+
+
+def kv_cache_bytes(w: Transformer, batch, context, kv_bytes: float):
+    """K and V of every layer for `batch` sequences of `context` tokens: 2*L*kv_heads*d*ctx*b bytes."""
+    return 2.0 * w.layers * w.kv_heads * w.head_dim * context * batch * kv_bytes
+
+
+def experts_touched(w: Transformer, tokens):
+    """Expected distinct experts hit by `tokens` tokens routed uniformly to top_k of E experts."""
+    if w.experts == 1:
+        return 1.0 + 0.0 * tokens
+    return w.experts * (1.0 - (1.0 - w.top_k / w.experts) ** tokens)
+
+
+def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: float, kv_bytes: float) -> OpTable:
+    """Operators of one forward pass over `q_len` new tokens per sequence attending to `kv_len`.
+
+    Prefill and encoders: q_len = kv_len = sequence length. Decode: q_len = 1, kv_len = context.
+    `logit_tokens` is the number of positions per sequence that need vocabulary logits.
+    """
+    h, f, d = w.hidden, w.ffn_hidden, w.head_dim
+    kvd = w.kv_heads * d
+    mats = _mlp_mats(w)
+    tokens = batch * q_len
+    k = w.top_k
+    ab = act_bytes
+    causal_ctx = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len + 0.0 * q_len
+    kv_reads = np.ceil(q_len / FLASH_BLOCK_ROWS)
+    zero = 0.0 * tokens
+    moe = w.experts > 1
+    names = ["qkv_proj", "attention", "out_proj", "mlp", "activation", "norms", "residual"]
+    weights = [h * (h + 2 * kvd) + zero, zero, h * h + zero,
+               mats * h * f * experts_touched(w, tokens), zero, zero, zero]
+    ft = [2.0 * tokens * h * (h + 2 * kvd), 4.0 * batch * w.heads * d * q_len * causal_ctx,
+          2.0 * tokens * h * h, 2.0 * tokens * k * mats * h * f, zero, zero, zero]
+    fv = [zero, 5.0 * batch * w.heads * q_len * causal_ctx, zero, zero, 5.0 * tokens * k * f,
+          8.0 * tokens * h, 2.0 * tokens * h]
+    act = [tokens * (2 * h + 2 * kvd) * ab,
+           2.0 * tokens * h * ab + batch * kv_len * 2 * kvd * kv_bytes * kv_reads,
+           2.0 * tokens * h * ab, 2.0 * tokens * h * ab * k + 2.0 * (mats - 1) * tokens * k * f * ab,
+           mats * tokens * k * f * ab, 4.0 * tokens * h * ab, 6.0 * tokens * h * ab]
+    kernels = [1, 1, 1, mats, 1, 2, 2]
+    if moe:
+        names.append("router")
+        weights.append(h * w.experts + zero)
+        ft.append(2.0 * tokens * h * w.experts)
+        fv.append(zero)
+        act.append(tokens * (h * ab + 4.0 * w.experts))
+        kernels.append(2)
+    repeat = [w.layers] * len(names)
+    # once per pass: token or patch embedding, final norm, logits
+    if w.patch:
+        pixels = w.patch * w.patch * w.channels
+        names.append("patch_embed")
+        weights.append(pixels * h + zero)
+        ft.append(2.0 * tokens * pixels * h)
+        fv.append(zero)
+        act.append(tokens * (pixels + h) * ab)
+    else:
+        names.append("embedding")
+        weights.append(zero)
+        ft.append(zero)
+        fv.append(zero)
+        act.append(2.0 * tokens * h * ab)
+    names += ["final_norm", "logits"]
+    weights += [zero, h * w.vocab + zero]
+    ft += [zero, 2.0 * batch * logit_tokens * h * w.vocab]
+    fv += [4.0 * tokens * h, zero]
+    act += [2.0 * tokens * h * ab, batch * logit_tokens * (h * ab + 4.0 * w.vocab)]
+    kernels += [1, 1, 1]
+    repeat += [1, 1, 1]
+    return OpTable(names=tuple(names), repeat=np.array(repeat, dtype=float), weights=stack(weights),
+                   flops_tensor=stack(ft), flops_vector=stack(fv), act_bytes=stack(act),
+                   kernels=np.array(kernels, dtype=float))
+
+
+def inference_activation_bytes(w: Transformer, tokens, logit_positions, act_bytes: float):
+    """Peak working activations of a forward pass: the widest layer's live tensors (input, QKV and
+    the MLP intermediate) for all tokens plus fp32 logits. Earlier layers' activations are freed."""
+    live = tokens * (2 * w.hidden + 2 * w.kv_heads * w.head_dim + 2 * w.ffn_hidden * w.top_k) * act_bytes
+    return live + logit_positions * w.vocab * 4.0
+
+
+def training_activation_bytes(w: Transformer, batch, seq_len, recompute: str, act_bytes: float):
+    """Stored activations for the backward pass, Korthikanti et al. 2022 ("Reducing Activation
+    Recomputation in Large Transformer Models"), Table 2 without parallelism, for 16-bit activations:
+    per layer s*b*h*(34 + 5*a*s/h) bytes with no recomputation, 34*s*b*h with selective
+    recomputation of the attention core, 2*s*b*h (the layer input) with full recomputation.
+    Scaled by act_bytes/2 for other widths; fp32 logits (s*b*V*4) are added."""
+    sbh = seq_len * batch * w.hidden
+    per_layer = {"none": sbh * (34.0 + 5.0 * w.heads * seq_len / w.hidden),
+                 "selective": 34.0 * sbh, "full": 2.0 * sbh}[recompute]
+    return w.layers * per_layer * act_bytes / 2.0 + seq_len * batch * w.vocab * 4.0
+
+
+# Operators split across tensor-parallel ranks (Shoeybi et al. 2019, Megatron-LM, section 3): attention
+# heads and MLP columns/rows, and the vocabulary-parallel logits. Norms, residuals and embeddings are
+# replicated on every rank.
+TP_SHARDED = ("qkv_proj", "attention", "out_proj", "mlp", "activation", "logits")
+
+
+def shard(table: OpTable, tp) -> OpTable:
+    """Per-rank operators under tensor parallelism of degree `tp` (a number or a numpy column)."""
+    split = np.array([name in TP_SHARDED for name in table.names])
+    shape = (len(split),) + (1,) * (np.ndim(table.flops_tensor) - 1)
+    div = np.where(split.reshape(shape), 1.0 / np.asarray(tp, dtype=float), 1.0)
+    return OpTable(names=table.names, repeat=table.repeat, weights=table.weights * div,
+                   flops_tensor=table.flops_tensor * div, flops_vector=table.flops_vector * div,
+                   act_bytes=table.act_bytes * div, kernels=table.kernels)
+
+
+def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: float, latency: float):
+    """Two all-reduces of the [tokens x hidden] activations per layer (after attention and after the
+    MLP, Shoeybi et al. 2019, Fig. 3) over the scale-up link."""
+    return 2.0 * w.layers * ring_allreduce_time(tokens * w.hidden * act_bytes, tp, bandwidth, latency)
