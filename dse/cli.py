@@ -10,7 +10,7 @@ from dse import config as cfg
 from dse import report
 from dse.catalog import KINDS, registry
 from dse.errors import DSEError
-from dse.evaluate import evaluate_point
+from dse.evaluation import evaluate_point
 
 
 def _eval_parser(sub) -> None:

@@ -90,7 +90,6 @@ def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, wei
     ft = table.flops_tensor
     fv = table.flops_vector + (2.0 * w if ex.dequant else 0.0)
     rate_t = ex.tensor_rate * eff.tensor * np.where(w > 0, tensor_speedup, 1.0)
-    rate_t = rate_t.reshape(rate_t.shape + (1,) * (np.ndim(ft) - 1))
     t_c = (ft + eff.flops_half * (ft > 0)) / rate_t + fv / (ex.vector_rate * eff.vector)
     nbytes = w * weight_bytes + table.act_bytes
     t_m = nbytes / (eff.memory * bandwidth)

@@ -190,8 +190,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     if n.get("tokens") is not None:
         m["time_to_train_s"] = n["tokens"] / m["tokens_per_s"]
     label = roofline.bottleneck(fwd)
-    m["bottleneck"] = np.where(comm > micro_time * accum, "communication", label) if np.ndim(comm) else (
-        "communication" if comm > micro_time * accum else label)
+    m["bottleneck"] = _relabel(comm > micro_time * accum, "communication", label)
     if isinstance(w, CNN):
         act = cnn.activation_elements(w) * mb * s.ex.act_bytes * (1.0 if s.recompute == "none" else 0.1)
     else:
@@ -199,6 +198,12 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     state = training.model_state_bytes(params, s.weight_bytes, grad_bytes, dp, n["zero"])
     parts = [("weights+gradients+optimizer", state), ("activations", act)]
     return m, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
+
+
+def _relabel(condition, label: str, otherwise):
+    """`label` where `condition` holds, else the previous bottleneck label (scalar or column)."""
+    picked = np.where(condition, label, otherwise)
+    return str(picked) if picked.ndim == 0 else picked
 
 
 MODELS = {"infer": infer, "serve": serve, "train": train}
@@ -221,8 +226,7 @@ def with_data_pipeline(m: dict, n: dict, s: Setup) -> dict:
             m[rate] = m[rate] * scale
     if "time_to_train_s" in m:
         m["time_to_train_s"] = m["time_to_train_s"] / scale
-    m["bottleneck"] = np.where(stall > 0.5, "data", m["bottleneck"]) if np.ndim(stall) else (
-        "data" if stall > 0.5 else m["bottleneck"])
+    m["bottleneck"] = _relabel(stall > 0.5, "data", m["bottleneck"])
     return m
 
 
@@ -433,7 +437,8 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
     grouped = frame[keys].astype(object).where(frame[keys].notna(), None)
     out: list[pd.DataFrame] = []
     for combo, rows in grouped.groupby(keys, dropna=False, sort=False).groups.items():
-        c = dict(zip(keys, combo, strict=True))
+        c = {k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+             for k, v in zip(keys, combo, strict=True)}
         try:
             w = cfg.resolve_workload(c["workload"], c["workload_file"])
             dev = cfg.resolve_hardware(c["hardware"], c["hardware_file"])
