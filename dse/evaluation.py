@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from dse import config as cfg
-from dse.catalog import CNN, Accelerator, Transformer, Workload, registry
+from dse.catalog import CNN, Accelerator, Transformer, Workload, accuracy_ranges, registry
 from dse.errors import UserInputError
-from dse.models import calibration, cnn, communication, data_pipeline, roofline, serving, training, transformer
+from dse.models import calibration, cnn, communication, compression, data_pipeline, roofline, serving, training, transformer
 from dse.models.precision import Execution, resolve
 
 GB = 1e9
@@ -40,6 +40,7 @@ class Setup:
     tensor_speedup: float
     recompute: str
     notes: tuple[str, ...]
+    link: tuple[float | None, float]
 
 
 def setup(workload: Workload, device: Accelerator, mode: str, precision: str, weight_precision: str | None,
@@ -63,12 +64,19 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
     elif zeros > 0:
         notes.append(f"{zeros:.0%} unstructured zeros: stored as values plus a bitmask when smaller; "
                      "dense matrix units do not skip zeros, so FLOP are unchanged")
+    if recompute != "none" and not isinstance(workload, Transformer):
+        raise UserInputError("--recompute", recompute, f"none for the CNN {workload.name!r}: activation "
+                             "recomputation is modelled for transformers")
     if mode == "serve" and not isinstance(workload, Transformer):
         raise UserInputError("--mode", mode, f"infer or train for the CNN {workload.name!r}; serve "
                              "models LLM prefill and decode")
+    family = "llm" if isinstance(workload, Transformer) else "cnn"
+    for method in compression.methods(precision, ex, structured, zeros):
+        cited = [r.describe() for r in accuracy_ranges() if r.method == method and r.family == family]
+        notes += cited or [f"{method} on {family}s: no published accuracy range in the catalog"]
     wb = roofline.weight_bytes_per_element(ex, structured, zeros)
     return Setup(workload, device, mode, ex, calibration.for_class(device.device_class), wb, speedup,
-                 recompute, tuple(notes))
+                 recompute, tuple(notes), _link(device))
 
 
 def _pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = False, tp=1):
@@ -78,10 +86,28 @@ def _pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = Fa
         table = cnn.pass_ops(w, batch, s.ex.act_bytes, training_pass)
     else:
         table = transformer.pass_ops(w, batch, q_len, kv_len, logit_tokens, s.ex.act_bytes, s.ex.kv_bytes)
-        if np.any(np.asarray(tp) > 1):
+        if np.any(tp > 1):
             table = transformer.shard(table, tp)
     return table, roofline.run(table, s.ex, s.eff, bandwidth=s.device.memory_bandwidth,
                                weight_bytes=s.weight_bytes, tensor_speedup=s.tensor_speedup)
+
+
+def _phases(scalar: bool, *columns):
+    """Stack per-phase values of every design point into one column: a single point gives (phases,),
+    a population of N gives (phases * N,). Columns of a population share the batch's shape."""
+    return np.array(columns, dtype=float) if scalar else np.concatenate(columns)
+
+
+def _split(x, parts: int, scalar: bool):
+    """Undo `_phases` on a result: row k holds phase k (a number for one point, a column otherwise)."""
+    rows = x.reshape(parts, -1)
+    return rows[:, 0] if scalar else rows
+
+
+def _phase(t: roofline.Timing, k: int, parts: int, scalar: bool) -> roofline.Timing:
+    """Phase `k` of a Timing computed over `_phases` columns (without per-operator detail)."""
+    fields = [f for f in roofline.Timing.__slots__ if f != "slowest"]
+    return roofline.Timing(**{f: _split(getattr(t, f), parts, scalar)[k] for f in fields}, slowest=None)
 
 
 def _weights_bytes(s: Setup) -> float:
@@ -128,13 +154,18 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
     """Prefill + decode on one tensor-parallel replica; deployment throughput over its replicas."""
     w = s.workload
     b, i, o, tp = n["batch"], n["input_len"], n["output_len"], n["tp"]
-    _, pre = _pass(s, b, i, i, 1.0, tp=tp)
-    _, dec = _pass(s, b, 1.0, i + (o + 1) / 2.0, 1.0, tp=tp)
-    _, pre1 = _pass(s, 1.0, i, i, 1.0, tp=tp)
-    comm_pre = transformer.tp_allreduce_time(w, b * i, tp, s.ex.act_bytes, n["link_bw"], n["link_latency"])
-    comm_dec = transformer.tp_allreduce_time(w, b, tp, s.ex.act_bytes, n["link_bw"], n["link_latency"])
-    comm_pre1 = transformer.tp_allreduce_time(w, i, tp, s.ex.act_bytes, n["link_bw"], n["link_latency"])
-    ttft, itl, pf1 = pre.total + comm_pre, dec.total + comm_dec, pre1.total + comm_pre1
+    # the three phases (prefill of the batch, decode at mean context, prefill of one request) run as
+    # columns of one pass: [prefill | decode | prefill-one] for each design point
+    scalar = np.ndim(b) == 0
+    one, i, o, tp = (x + 0.0 * b for x in (1.0, i, o, tp))  # every column shaped like the batch
+    tps = _phases(scalar, tp, tp, tp)
+    _, t = _pass(s, _phases(scalar, b, b, one), _phases(scalar, i, one, i),
+                 _phases(scalar, i, i + (o + 1) / 2.0, i), 1.0, tp=tps)
+    comm = transformer.tp_allreduce_time(w, _phases(scalar, b * i, b, i), tps, s.ex.act_bytes,
+                                         n["link_bw"], n["link_latency"])
+    ttft, itl, pf1 = _split(t.total + comm, 3, scalar)
+    comm_dec = _split(comm, 3, scalar)[1]
+    dec = _phase(t, 1, 3, scalar)
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, s.ex.kv_bytes)
     kv_share = np.maximum(1.0 / tp, 1.0 / w.kv_heads)  # KV heads split over TP ranks, replicated past kv_heads
     weights = _weights_bytes(s) / tp
@@ -147,7 +178,7 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
          "tokens_per_s": per_replica * replicas,
          "continuous_tokens_per_s": serving.continuous_tokens_per_s(b, o, itl, pf1) * replicas,
          "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
-         "prefill_compute_time_s": pre.compute, "decode_memory_time_s": dec.memory,
+         "prefill_compute_time_s": _split(t.compute, 3, scalar)[0], "decode_memory_time_s": dec.memory,
          "bottleneck": roofline.bottleneck(dec)}
     parts = [("weights", weights), ("KV cache", kv_seq * b * kv_share), ("activations", work)]
     return m, [(parts, cap, "of accelerator memory per GPU")]
@@ -165,7 +196,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     if s.recompute == "full":
         extra = fwd.total
     elif s.recompute == "selective" and isinstance(w, Transformer):
-        extra = fwd.per_op[table.names.index("attention")]
+        extra = fwd.op_time(table, "attention", s.eff.launch)
     params = _params(w)
     shard = params / (dp if n["zero"] >= 1 else 1)
     opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
@@ -179,8 +210,13 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
         model_flops = transformer.model_flops(w, gb * seq, seq, training=True)
     else:
         model_flops = 3.0 * cnn.forward_flops(w) * gb
-    hw_flops = (fwd.flops * (1.0 + training.BACKWARD_FACTOR) * accum * dp
-                + (fwd.flops if s.recompute == "full" else 0.0) * accum * dp)
+    # HFU counts recomputed work too (Korthikanti et al. 2022, section 6)
+    if s.recompute == "full":
+        hw_flops = model_flops * (1.0 + 1.0 / (1.0 + training.BACKWARD_FACTOR))
+    elif s.recompute == "selective":
+        hw_flops = model_flops + 4.0 * w.layers * w.hidden * seq * gb * seq
+    else:
+        hw_flops = model_flops
     peak = s.ex.tensor_rate * n["gpus"]
     m = {"step_time_s": step, "samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * tokens_per_sample,
          "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),
@@ -192,7 +228,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     label = roofline.bottleneck(fwd)
     m["bottleneck"] = _relabel(comm > micro_time * accum, "communication", label)
     if isinstance(w, CNN):
-        act = cnn.activation_elements(w) * mb * s.ex.act_bytes * (1.0 if s.recompute == "none" else 0.1)
+        act = cnn.training_activation_elements(w) * mb * s.ex.act_bytes
     else:
         act = transformer.training_activation_bytes(w, mb, seq, s.recompute, s.ex.act_bytes)
     state = training.model_state_bytes(params, s.weight_bytes, grad_bytes, dp, n["zero"])
@@ -232,13 +268,17 @@ def with_data_pipeline(m: dict, n: dict, s: Setup) -> dict:
 
 def _require(ok, field: str, value, allowed: str) -> None:
     """Raise a UserInputError for the first design point where `ok` is false (row-aware for columns)."""
-    if np.all(ok):
+    if ok is True or ok is np.True_ or (np.ndim(ok) and ok.all()):
         return
     if np.ndim(ok):
         row = int(np.argmin(ok))
         shown = value[row] if np.ndim(value) else value
         raise UserInputError(cfg.option(field), _plain(shown), allowed, hint=f"(row {row})")
     raise UserInputError(cfg.option(field), _plain(value), allowed)
+
+
+def _anywhere(condition) -> bool:
+    return bool(condition.any()) if np.ndim(condition) else bool(condition)
 
 
 def _plain(v):
@@ -264,38 +304,38 @@ def numbers(given: dict, s: Setup) -> dict:
     if n["seq_len"] is None:
         n["seq_len"] = float(w.seq_len)
     if n["global_batch"] is not None:
-        _require(np.asarray(n["global_batch"]) == np.asarray(n["batch"]) if "batch" in given else True,
+        _require(n["global_batch"] == n["batch"] if "batch" in given else True,
                  "global_batch", n["global_batch"], "equal to --batch (in train mode they name the same thing)")
         n["batch"] = n["global_batch"]
     for key in ("pp", "cp", "ep", "vp"):
-        _require(np.asarray(n[key]) == 1, key, n[key], "1 for now: pipeline, context and expert parallelism "
+        _require(n[key] == 1, key, n[key], "1 for now: pipeline, context and expert parallelism "
                  "arrive with the distributed-training model")
     heads = w.heads if isinstance(w, Transformer) else 1
     tp, per_node = n["tp"], n["gpus_per_node"]
     if mode == "serve":
-        _require(np.mod(heads, tp) == 0, "tp", tp, f"a divisor of {w.name}'s {heads} attention heads")
+        _require(heads % tp == 0, "tp", tp, f"a divisor of {w.name}'s {heads} attention heads")
         _require(tp <= per_node, "tp", tp, f"at most --gpus-per-node ({_plain(per_node)}): serve TP stays in a node")
         n["gpus"] = tp if n["gpus"] is None else n["gpus"]
-        _require(np.mod(n["gpus"], tp) == 0, "gpus", n["gpus"], f"a multiple of --tp ({_plain(tp)}) in serve mode")
+        _require(n["gpus"] % tp == 0, "gpus", n["gpus"], f"a multiple of --tp ({_plain(tp)}) in serve mode")
     elif mode == "train":
-        _require(np.asarray(tp) == 1, "tp", tp, "1 for now: tensor-parallel training arrives with the "
+        _require(tp == 1, "tp", tp, "1 for now: tensor-parallel training arrives with the "
                  "distributed-training model (use --dp inside a node)")
         if n["dp"] is None:
             n["dp"] = 1.0 if n["gpus"] is None else n["gpus"]
         n["gpus"] = n["dp"] if n["gpus"] is None else n["gpus"]
-        _require(np.asarray(n["gpus"]) == n["dp"], "gpus", n["gpus"], f"equal to --dp ({_plain(n['dp'])}) "
+        _require(n["gpus"] == n["dp"], "gpus", n["gpus"], f"equal to --dp ({_plain(n['dp'])}) "
                  "while tp = pp = 1")
         _require(n["dp"] <= per_node, "dp", n["dp"], f"at most --gpus-per-node ({_plain(per_node)}): one node for now")
         if n["micro_batch"] is None:
             n["micro_batch"] = n["batch"] / n["dp"]
-        _require(np.mod(n["batch"], n["dp"] * n["micro_batch"]) == 0, "batch", n["batch"],
+        _require(n["batch"] % (n["dp"] * n["micro_batch"]) == 0, "batch", n["batch"],
                  "a multiple of --dp x --micro-batch (whole gradient-accumulation steps)")
     else:
         for key in ("tp", "dp"):
-            _require(np.asarray(n[key] if n[key] is not None else 1) == 1, key, n[key],
+            _require(n[key] is None or n[key] == 1, key, n[key],
                      "1 in infer mode (one device); use --mode serve for tensor-parallel inference")
         n["gpus"] = 1.0 if n["gpus"] is None else n["gpus"]
-        _require(np.asarray(n["gpus"]) == 1, "gpus", n["gpus"], "1 in infer mode (one device)")
+        _require(n["gpus"] == 1, "gpus", n["gpus"], "1 in infer mode (one device)")
     for key in ("qps", "ttft_slo", "itl_slo"):
         _require(n[key] is None or mode == "serve", key, n[key], "only with --mode serve")
     _require(n["tokens"] is None or mode == "train", "tokens", n["tokens"], "only with --mode train")
@@ -304,8 +344,8 @@ def numbers(given: dict, s: Setup) -> dict:
         for key in ("worker_bw", "sample_bytes"):
             _require(n[key] is not None, key, n[key], "a value whenever --cpu-workers is given")
         n["storage_bw"] = np.inf if n["storage_bw"] is None else n["storage_bw"]
-    link_bw, latency = _link(s.device)
-    multi = np.any(np.asarray(n["tp"]) > 1) or np.any(np.asarray(n["dp"] or 1) > 1)
+    link_bw, latency = s.link
+    multi = _anywhere(n["tp"] > 1) or (n["dp"] is not None and _anywhere(n["dp"] > 1))
     _require(link_bw is not None or not multi, "tp" if mode == "serve" else "dp", n["tp"] if mode == "serve"
              else n["dp"], f"1: {s.device.name} publishes no scale-up bandwidth to communicate over")
     n["link_bw"], n["link_latency"] = link_bw or np.inf, latency
@@ -326,6 +366,9 @@ def _common(m: dict, checks: list, n: dict, reasons: list) -> dict:
             "memory_per_gpu_bytes": per_gpu, "gpus": n["gpus"], **m}
 
 
+COUNTS = frozenset(("max_batch", "gpus", "cpu_workers_needed", "replicas", "gradient_accumulation_steps"))
+
+
 def evaluate_point(**kwargs) -> Result:
     """Evaluate one design point; keywords are the `dse eval` options with underscores."""
     cfg.check_keys(kwargs)
@@ -342,11 +385,13 @@ def evaluate_point(**kwargs) -> Result:
     if n["cpu_workers"] is not None:
         m = with_data_pipeline(m, n, s)
     metrics = _common(m, checks, n, [])
-    metrics = {k: (bool(v) if isinstance(v, bool | np.bool_) else v if isinstance(v, str | list)
-                   else float(v)) for k, v in metrics.items()}
-    for key in ("max_batch", "gpus", "cpu_workers_needed", "replicas", "gradient_accumulation_steps"):
-        if key in metrics:
-            metrics[key] = int(metrics[key])
+    for key, v in metrics.items():
+        if key in COUNTS:
+            metrics[key] = int(v)
+        elif isinstance(v, np.bool_):
+            metrics[key] = bool(v)
+        elif isinstance(v, np.ndarray):  # 0-d results of numpy reductions
+            metrics[key] = v.item()
     notes = list(s.notes)
     if s.mode == "serve" and "qps" in nums:
         _queueing(metrics, n, notes)
@@ -430,15 +475,26 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
     """
     frame = pd.DataFrame(points).reset_index(drop=True)
     cfg.check_keys(frame.columns)
-    for key in CATEGORICAL:
-        if key not in frame:
-            frame[key] = cfg.DEFAULTS.get(key)
-    keys = list(CATEGORICAL)
-    grouped = frame[keys].astype(object).where(frame[keys].notna(), None)
+    fixed = {k: cfg.DEFAULTS.get(k) for k in CATEGORICAL if k not in frame}
+    varying = []
+    for key in (k for k in CATEGORICAL if k in frame):
+        col = frame[key]
+        first = col.iloc[0] if len(col) else None
+        if col.isna().all() or (not pd.isna(first) and (col == first).all()):
+            fixed[key] = None if pd.isna(first) else first
+        else:
+            varying.append(key)
+    if varying:
+        labels = frame[varying].astype(object).where(frame[varying].notna(), None)
+        groups = labels.groupby(varying, dropna=False, sort=False).groups.items()
+    else:
+        groups = [((), frame.index)]
     out: list[pd.DataFrame] = []
-    for combo, rows in grouped.groupby(keys, dropna=False, sort=False).groups.items():
-        c = {k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-             for k, v in zip(keys, combo, strict=True)}
+    for combo, rows in groups:
+        combo = combo if isinstance(combo, tuple) else (combo,)
+        c = dict(fixed)
+        c.update({k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                  for k, v in zip(varying, combo, strict=True)})
         try:
             w = cfg.resolve_workload(c["workload"], c["workload_file"])
             dev = cfg.resolve_hardware(c["hardware"], c["hardware_file"])
@@ -448,7 +504,7 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
         except UserInputError as exc:
             raise UserInputError(exc.field, exc.value, exc.allowed,
                                  hint=f"{exc.hint} (row {int(rows[0])})".strip()) from None
-        sub = frame.loc[rows]
+        sub = frame.loc[rows] if varying else frame
         nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
         for k in cfg.NUMERIC:
             if k in sub and sub[k].isna().any() and sub[k].notna().any():

@@ -84,3 +84,24 @@ def test_moe_decode_touches_few_experts(wl):
     small = dse.evaluate(workload="mixtral-8x7b", hardware="h100", mode="serve", batch=1, precision="fp8",
                          input_len=128, output_len=64)
     assert small["feasible"] is True
+
+
+def test_moe_decode_reads_only_the_routed_experts(wl):
+    w = wl("mixtral-8x7b")
+    one = transformer.pass_ops(w, 1.0, 1.0, 100.0, 1.0, 2.0, 2.0)
+    mlp = one.names.index("mlp")
+    assert one.weights[mlp] == 2 * 3 * 4096 * 14336  # top-2 experts of SwiGLU 4096 -> 14336
+    many = transformer.pass_ops(w, 512.0, 1.0, 100.0, 1.0, 2.0, 2.0)
+    assert many.weights[mlp] == pytest.approx(8 * 3 * 4096 * 14336)
+    assert many.flops_tensor[mlp] == 2 * 512 * 2 * 3 * 4096 * 14336
+
+
+def test_operator_flops_by_hand_for_a_decode_step(wl):
+    w = wl("llama-3-8b")
+    t = transformer.pass_ops(w, 4.0, 1.0, 1000.0, 1.0, 2.0, 2.0)
+    names = t.names
+    assert t.flops_tensor[names.index("qkv_proj")] == 2 * 4 * 4096 * (4096 + 2 * 1024)
+    assert t.flops_tensor[names.index("attention")] == 4 * 4 * 32 * 128 * 1000  # QK^T and PV over 1000 keys
+    assert t.act_bytes[names.index("attention")] == 2 * 4 * 4096 * 2 + 4 * 1000 * 2 * 1024 * 2
+    assert t.flops_tensor[names.index("logits")] == 2 * 4 * 4096 * 128256
+    assert t.repeat[names.index("mlp")] == 32

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from dse.catalog.types import CNN, PRECISIONS, Accelerator, Fabric, Node, Quantity, Region, Transformer
+from dse.catalog.types import CNN, PRECISIONS, AccuracyRange, Accelerator, Fabric, Node, Quantity, Region, Transformer
 from dse.errors import CatalogFileError, UnknownNameError
 from dse.units import si_factor
 
@@ -265,3 +265,20 @@ def load_workload_file(path: str) -> Transformer | CNN:
     """A workload from a user TOML file (DESIGN.md 4.1: family, layers, hidden, heads, vocab, ...)."""
     raw = _single(_read_toml(path, "--workload-file"), "workload")
     return workload(raw, f"--workload-file {path}")
+
+
+@lru_cache(maxsize=None)
+def accuracy_ranges() -> tuple[AccuracyRange, ...]:
+    """Cited accuracy deltas of quantization and sparsity methods (compression.toml)."""
+    out = []
+    for i, raw in enumerate(_packaged("compression.toml")["accuracy"]):
+        where = f"compression.toml accuracy[{i}]"
+        for key in ("method", "family", "metric", "unit", "models", "source", "date"):
+            _text(raw, key, where)
+        low, high = raw.get("low"), raw.get("high")
+        if not (isinstance(low, int | float) and isinstance(high, int | float) and low <= high):
+            raise CatalogFileError(f"{where}.low", low, "numbers with low <= high")
+        out.append(AccuracyRange(raw["method"], raw["family"], raw["metric"], float(low), float(high),
+                                 raw["unit"], raw["models"], raw["source"], str(raw["date"]),
+                                 str(raw.get("note", ""))))
+    return tuple(out)

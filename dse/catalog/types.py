@@ -168,3 +168,24 @@ class Node:
     def get(self, key: str) -> float | None:
         q = self.fields.get(key)
         return q.si if q else None
+
+
+@dataclass(frozen=True, slots=True)
+class AccuracyRange:
+    """A published range of accuracy change for a compression method: a citation, not a prediction."""
+
+    method: str
+    family: str
+    metric: str
+    low: float
+    high: float
+    unit: str
+    models: str
+    source: str
+    date: str
+    note: str = ""
+
+    def describe(self) -> str:
+        return (f"{self.method} on {self.family}s, literature range (not a prediction for this model): "
+                f"{self.metric} {self.low:+g} to {self.high:+g} {self.unit} for {self.models} "
+                f"[{self.source}, {self.date}]")

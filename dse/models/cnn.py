@@ -151,20 +151,25 @@ def _per_sample(cnn: CNN, training: bool) -> tuple:
     return names, *(np.array(col) for col in (weights, ft, fv, act, kernels))
 
 
+@lru_cache(maxsize=64)
 def parameters(cnn: CNN) -> float:
     return float(sum(layer["weights"] for layer in expand_layers(cnn)))
 
 
+@lru_cache(maxsize=64)
 def forward_flops(cnn: CNN) -> float:
     """FLOP of one sample's forward pass (matrix and vector work)."""
     return float(sum(layer["tensor"] + layer["vector"] for layer in expand_layers(cnn)))
 
 
-def activation_elements(cnn: CNN) -> float:
-    """Activation elements one sample's forward pass produces (kept for the backward in training)."""
-    return float(sum(layer["act_out"] for layer in expand_layers(cnn)))
+@lru_cache(maxsize=64)
+def training_activation_elements(cnn: CNN) -> float:
+    """Activation elements one sample keeps for the backward pass: each convolution's output and its
+    batch-norm output (the ReLU runs in place), and every other layer's output."""
+    return float(sum(layer["act_out"] * (2 if layer["conv"] else 1) for layer in expand_layers(cnn)))
 
 
+@lru_cache(maxsize=64)
 def peak_activation_elements(cnn: CNN) -> float:
     """Largest input+output pair of any layer: the live working set of an inference pass per sample."""
     return float(max(layer["act_in"] + layer["act_out"] for layer in expand_layers(cnn)))
@@ -174,7 +179,7 @@ def pass_ops(cnn: CNN, batch, act_bytes: float, training: bool = False) -> OpTab
     """Operators of one forward pass over `batch` samples (a float or a numpy column)."""
     names, weights, ft, fv, act, kernels = _per_sample(cnn, training)
     scale = np.multiply.outer
-    ones = np.multiply.outer(np.ones_like(weights), 1.0 + 0.0 * np.asarray(batch))
-    return OpTable(names=names, repeat=np.ones_like(weights), weights=weights[:, None] * ones if np.ndim(batch)
-                   else weights, flops_tensor=scale(ft, batch), flops_vector=scale(fv, batch),
-                   act_bytes=scale(act * act_bytes, batch), kernels=kernels)
+    if np.ndim(batch):
+        weights = weights[:, None]  # broadcasts against (ops, points) without a copy
+    return OpTable(names=names, repeat=np.ones_like(kernels), weights=weights, flops_tensor=scale(ft, batch),
+                   flops_vector=scale(fv, batch), act_bytes=scale(act * act_bytes, batch), kernels=kernels)

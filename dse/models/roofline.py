@@ -34,7 +34,8 @@ class OpTable:
     Attributes:
         names: operator names, shape (ops,).
         repeat: instances of each operator in the pass (layers, or 1), shape (ops,).
-        weights: weight elements read per instance (0 for weight-free operators).
+        weights: weight elements read per instance (0 for weight-free operators); (ops,), (ops, 1)
+            or (ops, points).
         flops_tensor: FLOP per instance on matrix units (GEMMs, convolutions, attention matmuls).
         flops_vector: FLOP per instance on vector units (norms, softmax, activations, depthwise conv).
         act_bytes: activation / KV bytes moved per instance (weights are added from `weights`).
@@ -62,7 +63,12 @@ class Timing:
     memory_bound: object
     flops: object
     bytes: object
-    per_op: object
+    slowest: object  # per operator instance: max(compute, memory), shape (ops,) or (ops, points)
+
+    def op_time(self, table: OpTable, name: str, launch: float):
+        """Time of one operator over all its instances, launches included."""
+        i = table.names.index(name)
+        return table.repeat[i] * (self.slowest[i] + table.kernels[i] * launch)
 
 
 def weight_bytes_per_element(ex: Execution, sparsity_24: bool, zero_fraction: float) -> float:
@@ -85,27 +91,33 @@ def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, wei
         tensor_speedup: float = 1.0) -> Timing:
     """Time a pass on one device. `tensor_speedup` multiplies the matrix rate of weight GEMMs (2 for
     2:4 sparse tensor cores); dequantization adds 2 vector FLOP per weight element (scale and convert)
-    inside the GEMM, where it competes with the arithmetic but overlaps the memory traffic."""
+    inside the GEMM, where it competes with the arithmetic but overlaps the memory traffic.
+
+    Sums over operators are ``repeat @ x``, which reduces (ops,) to a number and (ops, points) to a
+    column in one call."""
     w = table.weights
     ft = table.flops_tensor
-    fv = table.flops_vector + (2.0 * w if ex.dequant else 0.0)
-    rate_t = ex.tensor_rate * eff.tensor * np.where(w > 0, tensor_speedup, 1.0)
-    t_c = (ft + eff.flops_half * (ft > 0)) / rate_t + fv / (ex.vector_rate * eff.vector)
+    fv = table.flops_vector + 2.0 * w if ex.dequant else table.flops_vector
+    inv_tensor = 1.0 / (ex.tensor_rate * eff.tensor)
+    if tensor_speedup != 1.0:
+        inv_tensor = inv_tensor / np.where(w > 0, tensor_speedup, 1.0)
+    t_c = (ft + eff.flops_half * (ft > 0)) * inv_tensor + fv * (1.0 / (ex.vector_rate * eff.vector))
     nbytes = w * weight_bytes + table.act_bytes
-    t_m = nbytes / (eff.memory * bandwidth)
-    rep = table.repeat.reshape(table.repeat.shape + (1,) * (np.ndim(ft) - 1))
-    body = np.maximum(t_c, t_m) * rep
-    over = table.kernels.reshape(rep.shape) * rep * eff.launch
-    c_bound = t_c >= t_m
-    return Timing(total=(body + over).sum(axis=0), compute=(t_c * rep).sum(axis=0),
-                  memory=(t_m * rep).sum(axis=0), overhead=over.sum(axis=0) + 0.0 * ft[0],
-                  compute_bound=(body * c_bound).sum(axis=0), memory_bound=(body * ~c_bound).sum(axis=0),
-                  flops=((ft + fv) * rep).sum(axis=0), bytes=(nbytes * rep).sum(axis=0), per_op=body + over)
+    t_m = nbytes * (1.0 / (eff.memory * bandwidth))
+    rep = table.repeat
+    slowest = np.maximum(t_c, t_m)
+    on_compute = slowest * (t_c >= t_m)
+    overhead = float(rep @ table.kernels) * eff.launch
+    total = rep @ slowest
+    bound_c = rep @ on_compute
+    return Timing(total=total + overhead, compute=rep @ t_c, memory=rep @ t_m, overhead=overhead + 0.0 * total,
+                  compute_bound=bound_c, memory_bound=total - bound_c, flops=rep @ (ft + fv), bytes=rep @ nbytes,
+                  slowest=slowest)
 
 
 def bottleneck(timing: Timing) -> object:
     """Label the largest share of a pass's time: 'compute', 'memory' or 'overhead' (kernel launches)."""
-    parts = np.stack(np.broadcast_arrays(timing.compute_bound, timing.memory_bound, timing.overhead))
-    labels = np.array(["compute", "memory", "overhead"])
-    picked = labels[np.argmax(parts, axis=0)]
-    return str(picked) if picked.ndim == 0 else picked
+    c, m, o = timing.compute_bound, timing.memory_bound, timing.overhead
+    if np.ndim(c) == 0:
+        return "compute" if c >= m and c >= o else ("memory" if m >= o else "overhead")
+    return np.where((c >= m) & (c >= o), "compute", np.where(m >= o, "memory", "overhead"))

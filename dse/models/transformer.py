@@ -14,6 +14,8 @@ All functions accept Python floats or numpy arrays for the point-dependent sizes
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from dse.catalog.types import Transformer
@@ -21,14 +23,6 @@ from dse.models.communication import ring_allreduce_time
 from dse.models.roofline import OpTable
 
 FLASH_BLOCK_ROWS = 128  # FlashAttention-2 query block (Dao 2023, section 3.1, B_r = 128 on A100)
-
-
-def stack(values: list) -> np.ndarray:
-    """Stack per-operator values into (ops,) for scalars or (ops, points) for numpy columns."""
-    try:
-        return np.array(values, dtype=float)
-    except ValueError:
-        return np.stack(np.broadcast_arrays(*values)).astype(float)
 
 
 def _mlp_mats(w: Transformer) -> int:
@@ -80,66 +74,72 @@ def experts_touched(w: Transformer, tokens):
     return w.experts * (1.0 - (1.0 - w.top_k / w.experts) ** tokens)
 
 
+# Monomials of a pass that every operator's FLOP and bytes are linear in (per design point):
+#   tokens    = batch * q_len                       new tokens
+#   attended  = batch * q_len * mean context        query-key pairs (causal: upper triangle skipped)
+#   logits    = batch * logit_tokens                positions that need vocabulary logits
+#   kv_rows   = batch * kv_len * ceil(q_len / 128)  K/V rows streamed by FlashAttention-2
+MONOMIALS = ("tokens", "attended", "logits", "kv_rows")
+
+
+@lru_cache(maxsize=256)
+def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
+    """Per-operator coefficients of the monomials: names, repeat, kernels, weight elements, and
+    (ops x 4) matrices for tensor FLOP, vector FLOP and activation bytes. Each row is one operator's
+    accounting; a pass is then ``matrix @ monomials``."""
+    h, f, d, L = w.hidden, w.ffn_hidden, w.head_dim, w.layers
+    kvd = w.kv_heads * d
+    mats = _mlp_mats(w)
+    k, ab = w.top_k, act_bytes
+    rows = [  # name, repeat, kernels, weights, tensor FLOP, vector FLOP, activation bytes (per monomial)
+        ("qkv_proj", L, 1, h * (h + 2 * kvd), (2 * h * (h + 2 * kvd), 0, 0, 0), (0, 0, 0, 0),
+         ((2 * h + 2 * kvd) * ab, 0, 0, 0)),
+        ("attention", L, 1, 0, (0, 4 * w.heads * d, 0, 0), (0, 5 * w.heads, 0, 0),
+         (2 * h * ab, 0, 0, 2 * kvd * kv_bytes)),
+        ("out_proj", L, 1, h * h, (2 * h * h, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)),
+        ("mlp", L, mats, mats * h * f, (2 * k * mats * h * f, 0, 0, 0), (0, 0, 0, 0),
+         ((2 * h * k + 2 * (mats - 1) * k * f) * ab, 0, 0, 0)),
+        ("activation", L, 1, 0, (0, 0, 0, 0), (5 * k * f, 0, 0, 0), (mats * k * f * ab, 0, 0, 0)),
+        ("norms", L, 2, 0, (0, 0, 0, 0), (8 * h, 0, 0, 0), (4 * h * ab, 0, 0, 0)),
+        ("residual", L, 2, 0, (0, 0, 0, 0), (2 * h, 0, 0, 0), (6 * h * ab, 0, 0, 0)),
+    ]
+    if w.experts > 1:
+        rows.append(("router", L, 2, h * w.experts, (2 * h * w.experts, 0, 0, 0), (0, 0, 0, 0),
+                     (h * ab + 4 * w.experts, 0, 0, 0)))
+    if w.patch:
+        pixels = w.patch * w.patch * w.channels
+        rows.append(("patch_embed", 1, 1, pixels * h, (2 * pixels * h, 0, 0, 0), (0, 0, 0, 0),
+                     ((pixels + h) * ab, 0, 0, 0)))
+    else:
+        rows.append(("embedding", 1, 1, 0, (0, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
+    rows.append(("final_norm", 1, 1, 0, (0, 0, 0, 0), (4 * h, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
+    rows.append(("logits", 1, 1, h * w.vocab, (0, 0, 2 * h * w.vocab, 0), (0, 0, 0, 0),
+                 (0, 0, h * ab + 4 * w.vocab, 0)))
+    names, repeat, kernels, weights, ft, fv, act = zip(*rows, strict=True)
+    arr = lambda x: np.array(x, dtype=float)  # noqa: E731
+    return names, arr(repeat), arr(kernels), arr(weights), arr(ft), arr(fv), arr(act)
+
+
 def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: float, kv_bytes: float) -> OpTable:
     """Operators of one forward pass over `q_len` new tokens per sequence attending to `kv_len`.
 
     Prefill and encoders: q_len = kv_len = sequence length. Decode: q_len = 1, kv_len = context.
     `logit_tokens` is the number of positions per sequence that need vocabulary logits.
+    Works on floats (one design point) or numpy columns (a population).
     """
-    h, f, d = w.hidden, w.ffn_hidden, w.head_dim
-    kvd = w.kv_heads * d
-    mats = _mlp_mats(w)
+    names, repeat, kernels, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
     tokens = batch * q_len
-    k = w.top_k
-    ab = act_bytes
-    causal_ctx = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len + 0.0 * q_len
-    kv_reads = np.ceil(q_len / FLASH_BLOCK_ROWS)
-    zero = 0.0 * tokens
-    moe = w.experts > 1
-    names = ["qkv_proj", "attention", "out_proj", "mlp", "activation", "norms", "residual"]
-    weights = [h * (h + 2 * kvd) + zero, zero, h * h + zero,
-               mats * h * f * experts_touched(w, tokens), zero, zero, zero]
-    ft = [2.0 * tokens * h * (h + 2 * kvd), 4.0 * batch * w.heads * d * q_len * causal_ctx,
-          2.0 * tokens * h * h, 2.0 * tokens * k * mats * h * f, zero, zero, zero]
-    fv = [zero, 5.0 * batch * w.heads * q_len * causal_ctx, zero, zero, 5.0 * tokens * k * f,
-          8.0 * tokens * h, 2.0 * tokens * h]
-    act = [tokens * (2 * h + 2 * kvd) * ab,
-           2.0 * tokens * h * ab + batch * kv_len * 2 * kvd * kv_bytes * kv_reads,
-           2.0 * tokens * h * ab, 2.0 * tokens * h * ab * k + 2.0 * (mats - 1) * tokens * k * f * ab,
-           mats * tokens * k * f * ab, 4.0 * tokens * h * ab, 6.0 * tokens * h * ab]
-    kernels = [1, 1, 1, mats, 1, 2, 2]
-    if moe:
-        names.append("router")
-        weights.append(h * w.experts + zero)
-        ft.append(2.0 * tokens * h * w.experts)
-        fv.append(zero)
-        act.append(tokens * (h * ab + 4.0 * w.experts))
-        kernels.append(2)
-    repeat = [w.layers] * len(names)
-    # once per pass: token or patch embedding, final norm, logits
-    if w.patch:
-        pixels = w.patch * w.patch * w.channels
-        names.append("patch_embed")
-        weights.append(pixels * h + zero)
-        ft.append(2.0 * tokens * pixels * h)
-        fv.append(zero)
-        act.append(tokens * (pixels + h) * ab)
-    else:
-        names.append("embedding")
-        weights.append(zero)
-        ft.append(zero)
-        fv.append(zero)
-        act.append(2.0 * tokens * h * ab)
-    names += ["final_norm", "logits"]
-    weights += [zero, h * w.vocab + zero]
-    ft += [zero, 2.0 * batch * logit_tokens * h * w.vocab]
-    fv += [4.0 * tokens * h, zero]
-    act += [2.0 * tokens * h * ab, batch * logit_tokens * (h * ab + 4.0 * w.vocab)]
-    kernels += [1, 1, 1]
-    repeat += [1, 1, 1]
-    return OpTable(names=tuple(names), repeat=np.array(repeat, dtype=float), weights=stack(weights),
-                   flops_tensor=stack(ft), flops_vector=stack(fv), act_bytes=stack(act),
-                   kernels=np.array(kernels, dtype=float))
+    context = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len
+    u = np.array([tokens, tokens * context, batch * logit_tokens,
+                  batch * kv_len * np.ceil(q_len / FLASH_BLOCK_ROWS)], dtype=float)
+    if w.experts > 1:  # expert weights actually read: the experts the batch's tokens touch
+        moe = np.array([n == "mlp" for n in names])
+        weights = np.multiply.outer(np.where(moe, weights, 0.0), experts_touched(w, tokens)) + (
+            np.multiply.outer(np.where(moe, 0.0, weights), np.ones_like(tokens)))
+    elif u.ndim > 1:
+        weights = weights[:, None]  # broadcasts against (ops, points) without a copy
+    return OpTable(names=names, repeat=repeat, weights=weights, flops_tensor=ft @ u, flops_vector=fv @ u,
+                   act_bytes=act @ u, kernels=kernels)
 
 
 def inference_activation_bytes(w: Transformer, tokens, logit_positions, act_bytes: float):
