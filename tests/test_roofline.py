@@ -6,21 +6,22 @@ from dse.models import roofline
 from dse.models.calibration import Efficiency
 from dse.models.precision import Execution
 
-EFF = Efficiency(tensor=0.5, flops_half=1e9, vector=0.25, memory=0.8, launch=5e-6, basis="test")
+EFF = Efficiency(tensor=0.5, rows_half=64.0, vector=0.25, memory=0.8, launch=5e-6, basis="test")
 EX = Execution(compute="fp16", tensor_rate=100e12, vector_rate=10e12, weight_bytes=2.0, act_bytes=2.0,
                kv_bytes=2.0, dequant=False, notes=())
 
 
-def table(weights, ft, fv, act, kernels=1.0, repeat=1.0):
+def table(weights, ft, fv, act, kernels=1.0, repeat=1.0, rows=4096.0):
     arr = lambda v: np.array([v], dtype=float)  # noqa: E731
-    return roofline.OpTable(("op",), arr(repeat), arr(weights), arr(ft), arr(fv), arr(act), arr(kernels))
+    return roofline.OpTable(("op",), arr(repeat), arr(weights), arr(ft), arr(rows), arr(fv), arr(act),
+                            arr(kernels))
 
 
 def test_compute_bound_gemm():
     # 4096^3 GEMM: 2*4096^3 FLOP; compute (F + F_half)/(R*eta) dominates 3*4096^2*2 bytes / (BW*eta_m)
     f = 2 * 4096**3
     t = roofline.run(table(4096**2, f, 0, 2 * 4096**2 * 2), EX, EFF, bandwidth=2e12, weight_bytes=2.0)
-    compute = (f + 1e9) / (100e12 * 0.5)
+    compute = f / (100e12 * 0.5 * 4096 / (4096 + 64))  # M = 4096 rows reach 4096/4160 of eta
     memory = 3 * 4096**2 * 2 / (2e12 * 0.8)
     assert float(t.compute) == pytest.approx(compute)
     assert float(t.memory) == pytest.approx(memory)
@@ -68,7 +69,8 @@ def test_unstructured_sparsity_only_compresses_when_smaller():
 
 def test_columns_match_scalars():
     cols = roofline.run(roofline.OpTable(("op",), np.array([1.0]), np.array([[1e6, 2e6]]),
-                                         np.array([[1e9, 4e9]]), np.zeros((1, 2)), np.array([[1e6, 1e6]]),
-                                         np.array([1.0])), EX, EFF, bandwidth=2e12, weight_bytes=2.0)
+                                         np.array([[1e9, 4e9]]), np.array([[4096.0, 4096.0]]), np.zeros((1, 2)),
+                                         np.array([[1e6, 1e6]]), np.array([1.0])),
+                        EX, EFF, bandwidth=2e12, weight_bytes=2.0)
     one = roofline.run(table(2e6, 4e9, 0, 1e6), EX, EFF, bandwidth=2e12, weight_bytes=2.0)
     assert cols.total[1] == pytest.approx(float(one.total))

@@ -2,17 +2,22 @@
 
 Five numbers per class, never per device or per measurement row:
   tensor      fraction of the dense matrix-unit peak a large GEMM reaches,
-  flops_half  Hockney's half-performance size F_1/2 (FLOP) for matrix work,
+  rows_half   GEMM rows M at which matrix units reach half of `tensor` (Hockney's n_1/2 in M),
   vector      fraction of the fp32 vector peak element-wise kernels reach,
   memory      fraction of peak DRAM/HBM bandwidth streaming kernels reach,
   launch      fixed cost per kernel launch (s).
 
-Datacenter GPU values come from `bench/calibrate.py`, a grid fit to the rows of
-`shared/calibration/inference.csv` (MLPerf Inference ResNet-50 offline and TensorRT-LLM peak
-throughput tables); the starting ranges are the published ones: large-GEMM efficiency 0.6-0.8 of
-dense peak (cuBLAS on A100/H100), streaming bandwidth 0.8-0.93 of peak (BabelStream), launch
-latency 2-10 us (CUDA launch overhead measurements). Classes without published rows here keep those
-range mid-points and say so.
+Datacenter GPUs: `tensor`, `memory` and `launch` come from `bench/calibrate.py --fit`, a grid search
+restricted to the published ranges (bench/SOURCES-research.md): best-shape bf16 cuBLAS GEMMs reach
+0.80-0.86 of dense peak on H100/A100; BabelStream reaches 0.87-0.92 of peak HBM bandwidth; a kernel
+launch costs 1.3-9.6 us (CUDA Graphs blog 2019; Hazy Research 2025). The fit minimises the median
+error over the 25 rows of bench/calibration/inference.csv (MLPerf Inference ResNet-50 Offline,
+TensorRT-LLM v0.6.1 peak throughput); median absolute error 5.4% on 2026-11-25 (bench/README.md). `rows_half` is set from
+cuBLAS fp16 GEMMs on A100 in their compute-bound range (triton-lang/triton issue #4876: 74%, 81% and
+85% of peak at M = 256, 1024 and 2048 against an asymptote near 87%, i.e. M/(M + M_1/2) with
+M_1/2 = 45-77; 50 is used), not fitted to the inference rows.
+`vector` (element-wise kernels) has no calibration rows here and keeps 0.5.
+Classes without rows keep the datacenter-GPU values or range mid-points, as `basis` says.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Efficiency:
     tensor: float
-    flops_half: float
+    rows_half: float
     vector: float
     memory: float
     launch: float
@@ -30,13 +35,13 @@ class Efficiency:
 
 
 BY_CLASS: dict[str, Efficiency] = {
-    "datacenter-gpu": Efficiency(tensor=0.70, flops_half=2e9, vector=0.5, memory=0.85, launch=4e-6,
-                                 basis="starting values; to be fitted by bench/calibrate.py"),
-    "datacenter-accel": Efficiency(tensor=0.70, flops_half=2e9, vector=0.5, memory=0.85, launch=4e-6,
+    "datacenter-gpu": Efficiency(tensor=0.75, rows_half=50.0, vector=0.5, memory=0.90, launch=6e-6,
+                                 basis="fitted by bench/calibrate.py --fit on 2026-11-25"),
+    "datacenter-accel": Efficiency(tensor=0.75, rows_half=50.0, vector=0.5, memory=0.90, launch=6e-6,
                                    basis="no calibration rows for TPU/Gaudi here: datacenter-gpu values"),
-    "edge-gpu": Efficiency(tensor=0.60, flops_half=1e9, vector=0.5, memory=0.80, launch=10e-6,
+    "edge-gpu": Efficiency(tensor=0.60, rows_half=50.0, vector=0.5, memory=0.80, launch=10e-6,
                            basis="no calibration rows: range mid-points"),
-    "mcu": Efficiency(tensor=0.5, flops_half=0.0, vector=0.5, memory=0.9, launch=0.0,
+    "mcu": Efficiency(tensor=0.5, rows_half=0.0, vector=0.5, memory=0.9, launch=0.0,
                       basis="no calibration rows: range mid-points"),
 }
 

@@ -66,7 +66,7 @@ def expand_layers(cnn: CNN, where: str = "") -> tuple[dict, ...]:
         depthwise = groups > 1
         out.append(dict(name=name, weights=float(weights), tensor=0.0 if depthwise else flops,
                         vector=flops if depthwise else 0.0, act_in=float(h * w * c),
-                        act_out=float(ho * wo * cout), conv=True))
+                        act_out=float(ho * wo * cout), conv=True, rows=float(ho * wo)))
         h, w, c = ho, wo, cout
 
     def eltwise(name: str, elems: float, reads: int) -> None:
@@ -139,16 +139,17 @@ def expand_layers(cnn: CNN, where: str = "") -> tuple[dict, ...]:
 def _per_sample(cnn: CNN, training: bool) -> tuple:
     layers = expand_layers(cnn)
     rows = []
-    for layer in layers:
+    for layer in layers:  # GEMM rows per sample: output pixels of a convolution (implicit GEMM), 1 for fc
         if layer.get("residual") and not training:  # fused into the preceding convolution's epilogue:
-            rows.append((layer["name"], 0.0, 0.0, layer["vector"], layer["act_out"], 0.0))  # one shortcut read
+            rows.append((layer["name"], 0.0, 0.0, 1.0, layer["vector"], layer["act_out"], 0.0))  # one read
             continue
-        rows.append((layer["name"], layer["weights"], layer["tensor"], layer["vector"],
+        rows.append((layer["name"], layer["weights"], layer["tensor"], layer.get("rows", 1.0), layer["vector"],
                      layer["act_in"] + layer["act_out"], 1.0))
         if training and layer["conv"]:  # batch-norm and ReLU as their own kernels (read + write each)
-            rows.append((layer["name"] + ".bn_relu", 0.0, 0.0, 6.0 * layer["act_out"], 4.0 * layer["act_out"], 2.0))
-    names, weights, ft, fv, act, kernels = zip(*rows, strict=True)
-    return names, *(np.array(col) for col in (weights, ft, fv, act, kernels))
+            rows.append((layer["name"] + ".bn_relu", 0.0, 0.0, 1.0, 6.0 * layer["act_out"],
+                         4.0 * layer["act_out"], 2.0))
+    names, weights, ft, gemm_rows, fv, act, kernels = zip(*rows, strict=True)
+    return names, *(np.array(col) for col in (weights, ft, gemm_rows, fv, act, kernels))
 
 
 @lru_cache(maxsize=64)
@@ -177,9 +178,9 @@ def peak_activation_elements(cnn: CNN) -> float:
 
 def pass_ops(cnn: CNN, batch, act_bytes: float, training: bool = False) -> OpTable:
     """Operators of one forward pass over `batch` samples (a float or a numpy column)."""
-    names, weights, ft, fv, act, kernels = _per_sample(cnn, training)
+    names, weights, ft, gemm_rows, fv, act, kernels = _per_sample(cnn, training)
     scale = np.multiply.outer
     if np.ndim(batch):
         weights = weights[:, None]  # broadcasts against (ops, points) without a copy
     return OpTable(names=names, repeat=np.ones_like(kernels), weights=weights, flops_tensor=scale(ft, batch),
-                   flops_vector=scale(fv, batch), act_bytes=scale(act * act_bytes, batch), kernels=kernels)
+                   rows=scale(gemm_rows, batch), flops_vector=scale(fv, batch), act_bytes=scale(act * act_bytes, batch), kernels=kernels)

@@ -5,14 +5,16 @@ performance model", CACM 52(4)):
 
     t_i = max(t_compute_i, t_memory_i) + kernels_i * t_launch
 
-    t_compute_i = (F_tensor_i + F_half) / (R_tensor * eta_tensor)     (only when F_tensor_i > 0)
+    t_compute_i = F_tensor_i / (R_tensor * eta_tensor * M_i / (M_i + M_half))
                 + F_vector_i / (R_vector * eta_vector)
     t_memory_i  = bytes_i / (BW * eta_memory)
 
-The tensor term is Hockney's half-performance model (Hockney & Jesshope 1988, "Parallel Computers 2",
-section 1.3.3): achieved rate r(F) = r_inf * F / (F + F_half), so small GEMMs fall short of peak and
-large ones approach eta_tensor * peak. `F_half`, the etas and `t_launch` are fitted per device class
-(see `dse.models.calibration`), never per measurement row.
+The tensor term applies Hockney's half-performance model (Hockney & Jesshope 1988, "Parallel
+Computers 2", section 1.3.3) to a GEMM's row count M (tokens, or query rows for attention): matrix
+units work on fixed tiles, so a GEMM of few rows wastes most of each tile (tile quantization, NVIDIA
+"Matrix Multiplication Background User's Guide") and reaches eta_tensor * M / (M + M_half) of peak.
+`M_half`, the etas and `t_launch` are set per device class (see `dse.models.calibration`), never
+per measurement row.
 
 Arrays: every table field has shape (ops,) for one design point or (ops, points) for a population;
 the reductions sum over axis 0, so one function serves both.
@@ -37,6 +39,7 @@ class OpTable:
         weights: weight elements read per instance (0 for weight-free operators); (ops,), (ops, 1)
             or (ops, points).
         flops_tensor: FLOP per instance on matrix units (GEMMs, convolutions, attention matmuls).
+        rows: rows M of each matrix operation (GEMM M dimension), 1 for operators without matrix work.
         flops_vector: FLOP per instance on vector units (norms, softmax, activations, depthwise conv).
         act_bytes: activation / KV bytes moved per instance (weights are added from `weights`).
         kernels: kernel launches per instance.
@@ -46,6 +49,7 @@ class OpTable:
     repeat: np.ndarray
     weights: np.ndarray
     flops_tensor: np.ndarray
+    rows: np.ndarray
     flops_vector: np.ndarray
     act_bytes: np.ndarray
     kernels: np.ndarray
@@ -101,7 +105,7 @@ def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, wei
     inv_tensor = 1.0 / (ex.tensor_rate * eff.tensor)
     if tensor_speedup != 1.0:
         inv_tensor = inv_tensor / np.where(w > 0, tensor_speedup, 1.0)
-    t_c = (ft + eff.flops_half * (ft > 0)) * inv_tensor + fv * (1.0 / (ex.vector_rate * eff.vector))
+    t_c = ft * (1.0 + eff.rows_half / table.rows) * inv_tensor + fv * (1.0 / (ex.vector_rate * eff.vector))
     nbytes = w * weight_bytes + table.act_bytes
     t_m = nbytes * (1.0 / (eff.memory * bandwidth))
     rep = table.repeat

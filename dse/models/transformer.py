@@ -80,6 +80,9 @@ def experts_touched(w: Transformer, tokens):
 #   logits    = batch * logit_tokens                positions that need vocabulary logits
 #   kv_rows   = batch * kv_len * ceil(q_len / 128)  K/V rows streamed by FlashAttention-2
 MONOMIALS = ("tokens", "attended", "logits", "kv_rows")
+# Which row count M each matrix operator has (see `dse.models.roofline`): tokens for weight GEMMs,
+# q_len * heads/kv_heads query rows per (sequence, KV head) for attention, logit positions, or none.
+ROWS = (0, 1, 2, 3)
 
 
 @lru_cache(maxsize=256)
@@ -91,33 +94,34 @@ def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
     kvd = w.kv_heads * d
     mats = _mlp_mats(w)
     k, ab = w.top_k, act_bytes
-    rows = [  # name, repeat, kernels, weights, tensor FLOP, vector FLOP, activation bytes (per monomial)
-        ("qkv_proj", L, 1, h * (h + 2 * kvd), (2 * h * (h + 2 * kvd), 0, 0, 0), (0, 0, 0, 0),
+    T, Q, G, N = ROWS  # GEMM rows: tokens, attention query rows, logit rows, none
+    rows = [  # name, repeat, kernels, GEMM rows, weights, tensor FLOP, vector FLOP, activation bytes
+        ("qkv_proj", L, 1, T, h * (h + 2 * kvd), (2 * h * (h + 2 * kvd), 0, 0, 0), (0, 0, 0, 0),
          ((2 * h + 2 * kvd) * ab, 0, 0, 0)),
-        ("attention", L, 1, 0, (0, 4 * w.heads * d, 0, 0), (0, 5 * w.heads, 0, 0),
+        ("attention", L, 1, Q, 0, (0, 4 * w.heads * d, 0, 0), (0, 5 * w.heads, 0, 0),
          (2 * h * ab, 0, 0, 2 * kvd * kv_bytes)),
-        ("out_proj", L, 1, h * h, (2 * h * h, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)),
-        ("mlp", L, mats, mats * h * f, (2 * k * mats * h * f, 0, 0, 0), (0, 0, 0, 0),
+        ("out_proj", L, 1, T, h * h, (2 * h * h, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)),
+        ("mlp", L, mats, T, mats * h * f, (2 * k * mats * h * f, 0, 0, 0), (0, 0, 0, 0),
          ((2 * h * k + 2 * (mats - 1) * k * f) * ab, 0, 0, 0)),
-        ("activation", L, 1, 0, (0, 0, 0, 0), (5 * k * f, 0, 0, 0), (mats * k * f * ab, 0, 0, 0)),
-        ("norms", L, 2, 0, (0, 0, 0, 0), (8 * h, 0, 0, 0), (4 * h * ab, 0, 0, 0)),
-        ("residual", L, 2, 0, (0, 0, 0, 0), (2 * h, 0, 0, 0), (6 * h * ab, 0, 0, 0)),
+        ("activation", L, 1, N, 0, (0, 0, 0, 0), (5 * k * f, 0, 0, 0), (mats * k * f * ab, 0, 0, 0)),
+        ("norms", L, 2, N, 0, (0, 0, 0, 0), (8 * h, 0, 0, 0), (4 * h * ab, 0, 0, 0)),
+        ("residual", L, 2, N, 0, (0, 0, 0, 0), (2 * h, 0, 0, 0), (6 * h * ab, 0, 0, 0)),
     ]
     if w.experts > 1:
-        rows.append(("router", L, 2, h * w.experts, (2 * h * w.experts, 0, 0, 0), (0, 0, 0, 0),
+        rows.append(("router", L, 2, T, h * w.experts, (2 * h * w.experts, 0, 0, 0), (0, 0, 0, 0),
                      (h * ab + 4 * w.experts, 0, 0, 0)))
     if w.patch:
         pixels = w.patch * w.patch * w.channels
-        rows.append(("patch_embed", 1, 1, pixels * h, (2 * pixels * h, 0, 0, 0), (0, 0, 0, 0),
+        rows.append(("patch_embed", 1, 1, T, pixels * h, (2 * pixels * h, 0, 0, 0), (0, 0, 0, 0),
                      ((pixels + h) * ab, 0, 0, 0)))
     else:
-        rows.append(("embedding", 1, 1, 0, (0, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
-    rows.append(("final_norm", 1, 1, 0, (0, 0, 0, 0), (4 * h, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
-    rows.append(("logits", 1, 1, h * w.vocab, (0, 0, 2 * h * w.vocab, 0), (0, 0, 0, 0),
+        rows.append(("embedding", 1, 1, N, 0, (0, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
+    rows.append(("final_norm", 1, 1, N, 0, (0, 0, 0, 0), (4 * h, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
+    rows.append(("logits", 1, 1, G, h * w.vocab, (0, 0, 2 * h * w.vocab, 0), (0, 0, 0, 0),
                  (0, 0, h * ab + 4 * w.vocab, 0)))
-    names, repeat, kernels, weights, ft, fv, act = zip(*rows, strict=True)
+    names, repeat, kernels, row_kind, weights, ft, fv, act = zip(*rows, strict=True)
     arr = lambda x: np.array(x, dtype=float)  # noqa: E731
-    return names, arr(repeat), arr(kernels), arr(weights), arr(ft), arr(fv), arr(act)
+    return (names, arr(repeat), arr(kernels), np.array(row_kind), arr(weights), arr(ft), arr(fv), arr(act))
 
 
 def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: float, kv_bytes: float) -> OpTable:
@@ -127,7 +131,7 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
     `logit_tokens` is the number of positions per sequence that need vocabulary logits.
     Works on floats (one design point) or numpy columns (a population).
     """
-    names, repeat, kernels, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
+    names, repeat, kernels, row_kind, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
     tokens = batch * q_len
     context = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len
     u = np.array([tokens, tokens * context, batch * logit_tokens,
@@ -138,7 +142,9 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
             np.multiply.outer(np.where(moe, 0.0, weights), np.ones_like(tokens)))
     elif u.ndim > 1:
         weights = weights[:, None]  # broadcasts against (ops, points) without a copy
-    return OpTable(names=names, repeat=repeat, weights=weights, flops_tensor=ft @ u, flops_vector=fv @ u,
+    row_counts = np.array([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, 1.0 + 0.0 * tokens])
+    return OpTable(names=names, repeat=repeat, weights=weights, flops_tensor=ft @ u, rows=row_counts[row_kind],
+                   flops_vector=fv @ u,
                    act_bytes=act @ u, kernels=kernels)
 
 
@@ -173,7 +179,7 @@ def shard(table: OpTable, tp) -> OpTable:
     shape = (len(split),) + (1,) * (np.ndim(table.flops_tensor) - 1)
     div = np.where(split.reshape(shape), 1.0 / np.asarray(tp, dtype=float), 1.0)
     return OpTable(names=table.names, repeat=table.repeat, weights=table.weights * div,
-                   flops_tensor=table.flops_tensor * div, flops_vector=table.flops_vector * div,
+                   flops_tensor=table.flops_tensor * div, rows=table.rows, flops_vector=table.flops_vector * div,
                    act_bytes=table.act_bytes * div, kernels=table.kernels)
 
 
