@@ -14,8 +14,8 @@ from dse.catalog import CNN, Accelerator, Transformer, Workload, accuracy_ranges
 from dse.errors import UserInputError
 from dse.models import calibration, cnn, communication, compression, data_pipeline, roofline, serving, training, transformer
 from dse.models.precision import Execution, resolve
+from dse.units import format_bytes
 
-GB = 1e9
 
 
 @dataclass
@@ -128,8 +128,8 @@ def _fits(parts: list[tuple[str, object]], capacity: float):
 
 def _reason(parts: list[tuple[str, float]], capacity: float, where: str) -> str:
     total = sum(v for _, v in parts)
-    shown = " + ".join(f"{name} {v / GB:.1f} GB" for name, v in parts if v > 0)
-    return f"{shown} = {total / GB:.1f} GB > {capacity / GB:.1f} GB {where}"
+    shown = " + ".join(f"{name} {format_bytes(v)}" for name, v in parts if v > 0)
+    return f"{shown} = {format_bytes(total)} > {format_bytes(capacity)} {where}"
 
 
 def infer(s: Setup, n: dict) -> tuple[dict, list]:

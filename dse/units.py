@@ -81,3 +81,11 @@ def parse_quantity(text: str | float | int, default_unit: str, field: str, kind:
     if not value > 0:
         raise UserInputError(field, text, "a positive amount")
     return value
+
+
+def format_bytes(n: float) -> str:
+    """A byte count for people: GB, MB or kB (decimal)."""
+    for factor, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if abs(n) >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n:.0f} B"

@@ -80,7 +80,9 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
     if weight_precision and weight_bytes < BYTES[compute]:
         notes.append(f"weights stored in {stored} ({weight_bytes:g} B/element), arithmetic in {compute}: "
                      "dequantization adds element-wise work inside each weight GEMM")
-    vector = device.peak("fp32") or device.peak(compute)
+    # GPUs and accelerators run element-wise and depthwise work on vector units (fp32 rate); an MCU
+    # has one SIMD datapath, which runs all of it at the arithmetic's rate (e.g. CMSIS-NN int8 kernels)
+    vector = device.peak(compute) if device.device_class == "mcu" else (device.peak("fp32") or device.peak(compute))
     return Execution(compute=compute, tensor_rate=device.peak(compute), vector_rate=vector,
                      weight_bytes=weight_bytes, act_bytes=act_bytes, kv_bytes=act_bytes,
                      dequant=dequant, notes=tuple(notes))
