@@ -12,10 +12,19 @@ import pandas as pd
 from dse import config as cfg
 from dse.catalog import CNN, Accelerator, Transformer, Workload, accuracy_ranges, registry
 from dse.errors import UserInputError
-from dse.models import calibration, cnn, communication, compression, data_pipeline, roofline, serving, training, transformer
+from dse.models import (
+    calibration,
+    cnn,
+    communication,
+    compression,
+    data_pipeline,
+    roofline,
+    serving,
+    training,
+    transformer,
+)
 from dse.models.precision import Execution, resolve
 from dse.units import format_bytes
-
 
 
 @dataclass
@@ -204,7 +213,6 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     comm = communication.ring_allreduce_time(params * grad_bytes, dp, n["link_bw"], n["link_latency"]) * (dp > 1)
     micro_time = fwd.total * (1.0 + training.BACKWARD_FACTOR) + extra
     step = micro_time * accum + opt + comm
-    tokens_per_sample = seq if isinstance(w, Transformer) else 1.0
     samples_per_s = gb / step
     if isinstance(w, Transformer):
         model_flops = transformer.model_flops(w, gb * seq, seq, training=True)
@@ -218,13 +226,15 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     else:
         hw_flops = model_flops
     peak = s.ex.tensor_rate * n["gpus"]
-    m = {"step_time_s": step, "samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * tokens_per_sample,
+    m = {"step_time_s": step, "samples_per_s": samples_per_s,
          "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),
          "model_tflops_per_gpu": model_flops / step / n["gpus"] / 1e12, "bubble_fraction": 0.0 * step,
          "forward_time_s": fwd.total * accum, "optimizer_time_s": opt, "communication_time_s": comm,
          "gradient_accumulation_steps": accum}
-    if n.get("tokens") is not None:
-        m["time_to_train_s"] = n["tokens"] / m["tokens_per_s"]
+    if isinstance(w, Transformer):
+        m["tokens_per_s"] = samples_per_s * seq
+        if n["tokens"] is not None:
+            m["time_to_train_s"] = n["tokens"] / m["tokens_per_s"]
     label = roofline.bottleneck(fwd)
     m["bottleneck"] = _relabel(comm > micro_time * accum, "communication", label)
     if isinstance(w, CNN):
@@ -246,23 +256,25 @@ MODELS = {"infer": infer, "serve": serve, "train": train}
 
 
 def with_data_pipeline(m: dict, n: dict, s: Setup) -> dict:
-    """Put the input pipeline in front of the accelerator when --cpu-workers is given."""
+    """Put the input pipeline (storage read, CPU decode/augment) in front of the accelerator when
+    --cpu-workers or --storage-bw is given; a stage without its option is not modelled."""
     key = "step_time_s" if s.mode == "train" else "latency_s"
-    samples = n["batch"]
-    sample_bytes = n["sample_bytes"]
-    t_sto, t_cpu = data_pipeline.stage_times(samples, sample_bytes, n["storage_bw"], n["cpu_workers"],
-                                             n["worker_bw"])
-    t, util, stall = data_pipeline.pipelined_step(m[key], t_sto, t_cpu)
-    scale = m[key] / t
-    m.update({"data_stall_fraction": stall, "accelerator_utilization": util,
-              "cpu_workers_needed": data_pipeline.workers_needed(samples, sample_bytes, n["worker_bw"], m[key]),
-              "storage_time_s": t_sto, "cpu_transform_time_s": t_cpu, key: t})
+    samples, sample_bytes, t_compute = n["batch"], n["sample_bytes"], m[key]
+    t_sto = data_pipeline.stage_time(samples, sample_bytes, n["storage_bw"] or np.inf)
+    cpu_rate = np.inf if n["cpu_workers"] is None else n["cpu_workers"] * n["worker_bw"]
+    t_cpu = data_pipeline.stage_time(samples, sample_bytes, cpu_rate)
+    t, util, stall = data_pipeline.pipelined_step(t_compute, t_sto, t_cpu)
+    scale = t_compute / t
+    m.update({"data_stall_fraction": stall, "accelerator_utilization": util, "storage_time_s": t_sto,
+              "cpu_transform_time_s": t_cpu, "accelerator_time_s": t_compute, key: t})
+    if n["worker_bw"] is not None:
+        m["cpu_workers_needed"] = data_pipeline.workers_needed(samples, sample_bytes, n["worker_bw"], t_compute)
     for rate in ("throughput_per_s", "samples_per_s", "tokens_per_s", "mfu", "hfu", "model_tflops_per_gpu"):
         if rate in m:
             m[rate] = m[rate] * scale
     if "time_to_train_s" in m:
         m["time_to_train_s"] = m["time_to_train_s"] / scale
-    m["bottleneck"] = _relabel(stall > 0.5, "data", m["bottleneck"])
+    m["bottleneck"] = _relabel(stall > 1e-9, "data", m["bottleneck"])  # the slowest stage sets the step
     return m
 
 
@@ -339,11 +351,16 @@ def numbers(given: dict, s: Setup) -> dict:
     for key in ("qps", "ttft_slo", "itl_slo"):
         _require(n[key] is None or mode == "serve", key, n[key], "only with --mode serve")
     _require(n["tokens"] is None or mode == "train", "tokens", n["tokens"], "only with --mode train")
-    if n["cpu_workers"] is not None:
-        _require(mode != "serve", "cpu_workers", n["cpu_workers"], "only with --mode infer or train")
-        for key in ("worker_bw", "sample_bytes"):
-            _require(n[key] is not None, key, n[key], "a value whenever --cpu-workers is given")
-        n["storage_bw"] = np.inf if n["storage_bw"] is None else n["storage_bw"]
+    _require(n["tokens"] is None or isinstance(w, Transformer), "tokens", n["tokens"],
+             f"only for token-based (transformer) workloads, not the CNN {w.name!r}")
+    n["pipeline"] = n["cpu_workers"] is not None or n["storage_bw"] is not None
+    if n["pipeline"]:
+        key = "cpu_workers" if n["cpu_workers"] is not None else "storage_bw"
+        _require(mode != "serve", key, n[key], "only with --mode infer or train (the input pipeline)")
+        _require(n["sample_bytes"] is not None, "sample_bytes", None,
+                 "a value whenever --cpu-workers or --storage-bw is given")
+        _require(n["cpu_workers"] is None or n["worker_bw"] is not None, "worker_bw", None,
+                 "a value whenever --cpu-workers is given")
     link_bw, latency = s.link
     multi = _anywhere(n["tp"] > 1) or (n["dp"] is not None and _anywhere(n["dp"] > 1))
     _require(link_bw is not None or not multi, "tp" if mode == "serve" else "dp", n["tp"] if mode == "serve"
@@ -382,7 +399,7 @@ def evaluate_point(**kwargs) -> Result:
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
     n = numbers(nums, s)
     m, checks = MODELS[s.mode](s, n)
-    if n["cpu_workers"] is not None:
+    if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
     metrics = _common(m, checks, n, [])
     for key, v in metrics.items():
@@ -399,7 +416,7 @@ def evaluate_point(**kwargs) -> Result:
         notes.append("infeasible: time metrics are computed as if memory sufficed")
     config = {"workload": w.name, "hardware": dev.name, "mode": s.mode, "precision": cats["precision"],
               **{k: _plain(v) for k, v in n.items()
-                 if k in given or k == "gpus" or (k == "seq_len" and s.mode != "serve")}}
+                 if k in given or k == "gpus" or (k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))}}
     config = {k: v for k, v in config.items() if not (isinstance(v, float) and not np.isfinite(v))}
     return Result(config=config, metrics=metrics, notes=notes)
 
@@ -486,7 +503,8 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
             varying.append(key)
     if varying:
         labels = frame[varying].astype(object).where(frame[varying].notna(), None)
-        groups = labels.groupby(varying, dropna=False, sort=False).groups.items()
+        by = varying if len(varying) > 1 else varying[0]  # a one-element list makes pandas warn
+        groups = labels.groupby(by, dropna=False, sort=False).groups.items()
     else:
         groups = [((), frame.index)]
     out: list[pd.DataFrame] = []
@@ -517,7 +535,7 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
                 raise UserInputError(exc.field, exc.value, exc.allowed, hint=f"(row {row})") from None
             raise
         m, checks = MODELS[s.mode](s, n)
-        if n["cpu_workers"] is not None:
+        if n["pipeline"]:
             m = with_data_pipeline(m, n, s)
         metrics = _common(m, checks, n, [])
         metrics.pop("infeasible_reasons")

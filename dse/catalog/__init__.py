@@ -1,6 +1,25 @@
 """The catalog: accelerators, nodes, fabrics, workloads and regions, each number with unit, source and date."""
-from dse.catalog.loader import KINDS, Registry, accuracy_ranges, load_hardware_file, load_workload_file, registry
-from dse.catalog.types import CNN, PRECISIONS, AccuracyRange, Accelerator, Fabric, Node, Quantity, Region, Transformer, Workload
+from dse.catalog.loader import (
+           KINDS,
+           Registry,
+           accuracy_ranges,
+           load_hardware_file,
+           load_workload_file,
+           registry,
+)
+from dse.catalog.types import (
+           CNN,
+           PRECISIONS,
+           Accelerator,
+           AccuracyRange,
+           Fabric,
+           Node,
+           Quantity,
+           Region,
+           Transformer,
+           Workload,
+)
 
-__all__ = ["KINDS", "PRECISIONS", "CNN", "AccuracyRange", "Accelerator", "Fabric", "Node", "Quantity", "Region", "Registry",
-           "Transformer", "Workload", "accuracy_ranges", "load_hardware_file", "load_workload_file", "registry"]
+__all__ = ["KINDS", "PRECISIONS", "CNN", "AccuracyRange", "Accelerator", "Fabric", "Node", "Quantity", "Region",
+           "Registry", "Transformer", "Workload", "accuracy_ranges", "load_hardware_file", "load_workload_file",
+           "registry"]

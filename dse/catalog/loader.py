@@ -10,12 +10,22 @@ import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from dse.catalog.types import CNN, PRECISIONS, AccuracyRange, Accelerator, Fabric, Node, Quantity, Region, Transformer
+from dse.catalog.types import (
+    CNN,
+    PRECISIONS,
+    Accelerator,
+    AccuracyRange,
+    Fabric,
+    Node,
+    Quantity,
+    Region,
+    Transformer,
+)
 from dse.errors import CatalogFileError, UnknownNameError
 from dse.units import si_factor
 
@@ -224,7 +234,7 @@ def _packaged(filename: str) -> dict:
         return tomllib.load(f)
 
 
-@lru_cache(maxsize=None)
+@cache
 def registry(kind: str) -> Registry:
     """The shipped catalog of one kind: hardware, workloads, regions, nodes or fabrics."""
     if kind == "hardware":
@@ -267,7 +277,7 @@ def load_workload_file(path: str) -> Transformer | CNN:
     return workload(raw, f"--workload-file {path}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def accuracy_ranges() -> tuple[AccuracyRange, ...]:
     """Cited accuracy deltas of quantization and sparsity methods (compression.toml)."""
     out = []

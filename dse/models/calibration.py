@@ -12,10 +12,10 @@ restricted to the published ranges (bench/SOURCES-research.md): best-shape bf16 
 0.80-0.86 of dense peak on H100/A100; BabelStream reaches 0.87-0.92 of peak HBM bandwidth; a kernel
 launch costs 1.3-9.6 us (CUDA Graphs blog 2019; Hazy Research 2025). The fit minimises the median
 error over the 25 rows of bench/calibration/inference.csv (MLPerf Inference ResNet-50 Offline,
-TensorRT-LLM v0.6.1 peak throughput); median absolute error 5.4% on 2026-11-25 (bench/README.md). `rows_half` is set from
-cuBLAS fp16 GEMMs on A100 in their compute-bound range (triton-lang/triton issue #4876: 74%, 81% and
-85% of peak at M = 256, 1024 and 2048 against an asymptote near 87%, i.e. M/(M + M_1/2) with
-M_1/2 = 45-77; 50 is used), not fitted to the inference rows.
+TensorRT-LLM v0.6.1 peak throughput); median absolute error 5.4% on 2026-11-25 (bench/README.md).
+`rows_half` is set from cuBLAS fp16 GEMMs on A100 in their compute-bound range
+(triton-lang/triton issue #4876: 74%, 81% and 85% of peak at M = 256, 1024 and 2048 against an
+asymptote near 87%, i.e. M/(M + M_1/2) with M_1/2 = 45-77; 50 is used), not fitted to the rows.
 `vector` (element-wise kernels) has no calibration rows here and keeps 0.5.
 Classes without rows keep the datacenter-GPU values or range mid-points, as `basis` says.
 """

@@ -183,4 +183,5 @@ def pass_ops(cnn: CNN, batch, act_bytes: float, training: bool = False) -> OpTab
     if np.ndim(batch):
         weights = weights[:, None]  # broadcasts against (ops, points) without a copy
     return OpTable(names=names, repeat=np.ones_like(kernels), weights=weights, flops_tensor=scale(ft, batch),
-                   rows=scale(gemm_rows, batch), flops_vector=scale(fv, batch), act_bytes=scale(act * act_bytes, batch), kernels=kernels)
+                   rows=scale(gemm_rows, batch), flops_vector=scale(fv, batch),
+                   act_bytes=scale(act * act_bytes, batch), kernels=kernels)

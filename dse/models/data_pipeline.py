@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def stage_times(samples, sample_bytes: float, storage_bw: float, workers: int, worker_bw: float):
-    """Seconds to read and to transform `samples` samples (storage and CPU stages)."""
-    nbytes = samples * sample_bytes
-    return nbytes / storage_bw, nbytes / (workers * worker_bw)
+def stage_time(samples, sample_bytes, rate):
+    """Seconds a stage of throughput `rate` (bytes/s: storage bandwidth, or workers x per-worker
+    decode rate) needs for `samples` samples; 0 for a stage that is not modelled (rate = inf)."""
+    return samples * sample_bytes / rate
 
 
 def pipelined_step(t_compute, t_storage, t_cpu):

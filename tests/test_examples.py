@@ -1,0 +1,97 @@
+"""Each reference-tutorial example answers its question; the numbers are checked by hand here."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.py")))
+def test_every_example_prints_its_answer(name, capsys):
+    load(name).main()
+    assert len(capsys.readouterr().out.splitlines()) >= 5
+
+
+def test_roofline_hello_world():
+    a = load("roofline_hello_world").answer()
+    assert a["batch1"]["bottleneck"] == "overhead"  # launches outweigh compute and memory at batch 1
+    assert a["batch1"]["overhead_time_s"] > a["batch1"]["compute_time_s"] + a["batch1"]["memory_time_s"]
+    assert a["sweep"][256]["bottleneck"] == "compute"
+    assert a["ridges"]["h100"] == pytest.approx(989.5e12 / 3.35e12)
+    assert a["highest_ridge"] == "h100" and a["fastest"] == {1: "h100", 256: "h100"}
+    assert a["int8_batch1"]["arithmetic_intensity"] == pytest.approx(2 * a["batch1"]["arithmetic_intensity"])
+
+
+def test_memory_wall():
+    a = load("memory_wall").answer()
+    assert a["memory_speedup_h100"] == pytest.approx(3.35 / 2.039)
+    assert 1.3 < a["speedup_h100"] < 3.35 / 2.039
+    assert a["a100"]["bottleneck"] == a["h100"]["bottleneck"] == "memory"
+    assert a["crossover"]["a100"] is not None
+    assert a["crossover"]["h100"] is None or a["crossover"]["h100"] > a["crossover"]["a100"]
+
+
+def test_data_wall():
+    a = load("data_wall").answer()
+    assert a["batch_bytes"] == 256 * 224 * 224 * 3 * 2
+    assert a["io_time_s"] == pytest.approx(77.07e6 / 3e9, rel=1e-3)
+    for hw, m in a["rows"].items():
+        assert m["accelerator_utilization"] == 1.0
+        assert a["storage_wall"][hw] == pytest.approx(256 * 224 * 224 * 3 * 2 / m["accelerator_time_s"])
+    for m in a["at_half_the_wall"].values():  # storage takes twice the compute time
+        assert m["accelerator_utilization"] == pytest.approx(0.5)
+        assert m["bottleneck"] == "data"
+
+
+def test_cpu_workers():
+    a = load("cpu_workers").answer()
+    t = a["train_256"]
+    assert t["cpu_transform_time_s"] == pytest.approx(256 * 500e3 / (8 * 250e6))
+    assert t["storage_time_s"] == pytest.approx(256 * 500e3 / 3e9)
+    assert t["accelerator_utilization"] == 1.0
+    assert t["cpu_workers_needed"] == math.ceil(256 * 500e3 / (250e6 * t["accelerator_time_s"]))
+    i = a["infer_256"]
+    assert i["bottleneck"] == "data"
+    assert i["accelerator_utilization"] == pytest.approx(i["accelerator_time_s"] / (256 * 500e3 / 2e9))
+    assert a["self_check"] == pytest.approx(0.5714, abs=1e-4)
+
+
+def test_serving_capacity():
+    a = load("serving_capacity").answer()
+    capacity = 80 * 2**30
+    weights = 8_030_261_248 * 2
+    kv = 2 * 32 * 8 * 128 * 4096 * 2
+    working = 4032 * (2 * 4096 + 2 * 1024 + 2 * 14336) * 2 + 128256 * 4  # one prompt's live tensors + logits
+    assert a["kv_per_request"] == kv
+    assert a["max_batch"] == (capacity - weights - working) // kv == 129
+    assert a["at_max"]["feasible"] and not a["beyond"]["feasible"]
+    assert a["at_max"]["kv_cache_bytes"] > 4 * a["at_max"]["weights_bytes"]
+    assert a["by_precision"]["fp8"] == (capacity - weights / 2 - working / 2) // (kv / 2)
+
+
+def test_quantization():
+    a = load("quantization").answer()
+    assert a["saving_vs_fp32"] == pytest.approx(0.875) and a["saving_vs_fp16"] == pytest.approx(0.75)
+    assert 1.5 < a["speedup_int4"] < 4.0
+    assert "no native int4" in a["int4_fallback_note"]
+    assert a["b200_int4"] is None
+    assert a["accuracy"]
+
+
+def test_tinyml():
+    a = load("tinyml").answer()
+    macs = 25 * 5 * 64 * 10 * 4 + 4 * (25 * 5 * 64 * 9 + 25 * 5 * 64 * 64) + 64 * 12
+    assert a["macs"] == pytest.approx(macs + 25 * 5 * 64 / 2)  # plus the average pool's additions
+    assert a["peak_bound_s"] == pytest.approx(2 * a["macs"] / 256e6)
+    assert a["peak_bound_s"] < 0.030 < a["results"]["nrf52840"]["latency_s"]
+    assert a["results"]["esp32-s3"]["latency_s"] < 0.030
+    assert a["mobilenet"]["feasible"] is False
