@@ -3,14 +3,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 
 from dse import config as cfg
 from dse import report
 from dse.catalog import KINDS, registry
-from dse.errors import DSEError
+from dse.errors import DSEError, UnknownNameError
 from dse.evaluation import evaluate_point
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump), like every other dse error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+_NEGATIVE = re.compile(r"^-(\d|\.\d)")
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """`--tokens -5` reaches our validation (which explains the error) instead of argparse reading
+    -5 as an option: an option followed by a negative-looking value becomes `--option=-5`."""
+    out: list[str] = []
+    for arg in argv:
+        if out and _NEGATIVE.match(arg) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def _eval_parser(sub) -> None:
@@ -64,14 +87,17 @@ def _run_catalog(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGPIPE"):  # `dse catalog | head` ends quietly
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    parser = argparse.ArgumentParser(prog="dse", description="Design-space exploration for ML systems.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="dse", description="Design-space exploration for ML systems.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _eval_parser(sub)
     c = sub.add_parser("catalog", help="list accelerators, nodes, fabrics, workloads or regions with sources")
     c.add_argument("kind", nargs="?", choices=KINDS)
     c.add_argument("--json", action="store_true", help="print a JSON list of objects, each with `name`")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     try:
+        if extra:
+            known = [o for a in sub.choices[args.command]._actions for o in a.option_strings]
+            raise UnknownNameError("option", extra[0].split("=")[0], known, where=f"dse {args.command} --help")
         return _run_eval(args) if args.command == "eval" else _run_catalog(args)
     except DSEError as exc:
         print(f"dse {args.command}: error: {exc}", file=sys.stderr)

@@ -60,6 +60,30 @@ NUMERIC: dict[str, Field] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "precision": PRECISIONS, "weight_precision": PRECISIONS, "recompute": RECOMPUTE,
 }
+# Which options each mode uses; any other option given is refused rather than ignored.
+_PIPELINE = {"cpu_workers", "worker_bw", "storage_bw", "sample_bytes"}
+MODE_OPTIONS = {
+    "infer": {"batch", "seq_len", "gpus", "gpus_per_node", "tp", "dp", *_PIPELINE},
+    "serve": {"batch", "input_len", "output_len", "gpus", "gpus_per_node", "tp", "qps", "ttft_slo", "itl_slo"},
+    "train": {"batch", "global_batch", "micro_batch", "seq_len", "gpus", "gpus_per_node", "tp", "pp", "dp", "cp",
+              "ep", "vp", "zero", "tokens", *_PIPELINE},
+}
+
+
+def check_mode_options(mode: str, given) -> None:
+    """Refuse options the mode does not use (e.g. --zero in serve mode)."""
+    for key in given:
+        if key in NUMERIC and key not in MODE_OPTIONS[mode]:
+            users = [m for m, keys in MODE_OPTIONS.items() if key in keys]
+            value, row = given[key], ""
+            if np.ndim(value):  # a frame column: name its first row
+                value, row = value[0].item(), "(row 0)"
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            raise UserInputError(option(key), value, f"not used in {mode} mode (it applies to "
+                                 f"{' and '.join(users)}); leave it out or NaN on those rows", hint=row)
+
+
 LATER = {  # contract options whose models are not built yet: refused with a clear message, never ignored
     "duration_days": "energy, carbon and cost models", "region": "energy, carbon and cost models",
     "pue": "energy, carbon and cost models", "grid_g_per_kwh": "energy, carbon and cost models",
@@ -82,18 +106,19 @@ def check_number(field: str, value: object) -> float:
     if spec.kind in ("rate", "size") and isinstance(value, str):
         return parse_quantity(value, "B/s" if spec.kind == "rate" else "B", option(field),
                               "bytes/s" if spec.kind == "rate" else "bytes")
+    shown = value.item() if isinstance(value, np.generic) else value  # messages echo what was given
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise UserInputError(option(field), value, spec.allowed()) from None
+            raise UserInputError(option(field), shown, spec.allowed()) from None
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise UserInputError(option(field), value, spec.allowed())
+        raise UserInputError(option(field), shown, spec.allowed())
     v = float(value)
     bad = (not math.isfinite(v) or (v < spec.low if spec.inclusive else v <= spec.low)
            or (spec.high is not None and v > spec.high) or (spec.kind == "int" and v != int(v)))
     if bad:
-        raise UserInputError(option(field), value, spec.allowed())
+        raise UserInputError(option(field), shown, spec.allowed())
     return v
 
 
@@ -131,10 +156,11 @@ def resolve_hardware(name: object, path: object) -> Accelerator:
     return load_hardware_file(str(path)) if path is not None else registry("hardware").get(str(name), "--hardware")
 
 
-def check_keys(keys) -> None:
-    for key in keys:
+def check_keys(given: dict) -> None:
+    """Refuse unknown options (with a suggestion) and contract options whose models do not exist yet."""
+    for key, value in given.items():
         if key not in ALL_KEYS:
-            raise UnknownNameError("option", key, ALL_KEYS)
-        if key in LATER:
-            raise UserInputError(option(key), "given", f"not available yet: the {LATER[key]} "
-                                 "arrive in a later release; leave it out")
+            raise UnknownNameError("option", key, ALL_KEYS, where="dse eval --help")
+        if key in LATER and value is not None:
+            raise UserInputError(option(key), value, f"not available yet: the {LATER[key]} arrive in a "
+                                 "later release; leave it out")

@@ -31,18 +31,26 @@ class UserInputError(DSEError, ValueError):
 
 
 class UnknownNameError(UserInputError):
-    """A catalog name that does not exist; suggests the closest known names."""
+    """A name that does not exist; lists short choice sets and suggests the closest known names.
 
-    def __init__(self, field: str, value: object, choices: Iterable[str], hint: str = "") -> None:
-        self.choices = sorted(choices)
-        close = difflib.get_close_matches(str(value).lower(), self.choices, n=3, cutoff=0.5)
+    Args:
+        where: how the user can see all names when there are too many to print (e.g. a command).
+    """
+
+    def __init__(self, field: str, value: object, choices: Iterable[str], hint: str = "", where: str = "") -> None:
+        self.choices = sorted(set(choices))
+        self.where = where
+        if len(self.choices) <= 12:
+            allowed = "one of " + ", ".join(self.choices)
+        else:
+            allowed = f"one of {len(self.choices)} known names" + (f" (see `{where}`)" if where else "")
         if not hint:
-            hint = f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-                "Did you mean one of the names listed by `dse catalog`?")
-        super().__init__(field, value, f"one of {len(self.choices)} known names", hint)
+            close = difflib.get_close_matches(str(value).lower(), self.choices, n=3, cutoff=0.5)
+            hint = f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(field, value, allowed, hint)
 
     def __reduce__(self):
-        return (type(self), (self.field, self.value, self.choices, self.hint))
+        return (type(self), (self.field, self.value, self.choices, self.hint, self.where))
 
 
 class CatalogFileError(UserInputError):

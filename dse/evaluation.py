@@ -73,6 +73,8 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
     elif zeros > 0:
         notes.append(f"{zeros:.0%} unstructured zeros: stored as values plus a bitmask when smaller; "
                      "dense matrix units do not skip zeros, so FLOP are unchanged")
+    if recompute != "none" and mode != "train":
+        raise UserInputError("--recompute", recompute, f"not used in {mode} mode (it applies to train)")
     if recompute != "none" and not isinstance(workload, Transformer):
         raise UserInputError("--recompute", recompute, f"none for the CNN {workload.name!r}: activation "
                              "recomputation is modelled for transformers")
@@ -80,7 +82,7 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
         raise UserInputError("--mode", mode, f"infer or train for the CNN {workload.name!r}; serve "
                              "models LLM prefill and decode")
     family = "llm" if isinstance(workload, Transformer) else "cnn"
-    for method in compression.methods(precision, ex, structured, zeros):
+    for method in compression.methods(ex, structured, zeros):
         cited = [r.describe() for r in accuracy_ranges() if r.method == method and r.family == family]
         notes += cited or [f"{method} on {family}s: no published accuracy range in the catalog"]
     wb = roofline.weight_bytes_per_element(ex, structured, zeros)
@@ -169,7 +171,7 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
     one, i, o, tp = (x + 0.0 * b for x in (1.0, i, o, tp))  # every column shaped like the batch
     tps = _phases(scalar, tp, tp, tp)
     _, t = _pass(s, _phases(scalar, b, b, one), _phases(scalar, i, one, i),
-                 _phases(scalar, i, i + (o + 1) / 2.0, i), 1.0, tp=tps)
+                 _phases(scalar, i, i + o / 2.0, i), 1.0, tp=tps)
     comm = transformer.tp_allreduce_time(w, _phases(scalar, b * i, b, i), tps, s.ex.act_bytes,
                                          n["link_bw"], n["link_latency"])
     ttft, itl, pf1 = _split(t.total + comm, 3, scalar)
@@ -294,7 +296,10 @@ def _anywhere(condition) -> bool:
 
 
 def _plain(v):
-    return int(v) if isinstance(v, float | np.floating) and float(v).is_integer() else v
+    """A number as the user would write it: 4 rather than 4.0 or np.float64(4.0)."""
+    if isinstance(v, float | np.floating):
+        return int(v) if float(v).is_integer() else float(v)
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _link(device: Accelerator) -> tuple[float | None, float]:
@@ -348,15 +353,11 @@ def numbers(given: dict, s: Setup) -> dict:
                      "1 in infer mode (one device); use --mode serve for tensor-parallel inference")
         n["gpus"] = 1.0 if n["gpus"] is None else n["gpus"]
         _require(n["gpus"] == 1, "gpus", n["gpus"], "1 in infer mode (one device)")
-    for key in ("qps", "ttft_slo", "itl_slo"):
-        _require(n[key] is None or mode == "serve", key, n[key], "only with --mode serve")
-    _require(n["tokens"] is None or mode == "train", "tokens", n["tokens"], "only with --mode train")
+    cfg.check_mode_options(mode, given)
     _require(n["tokens"] is None or isinstance(w, Transformer), "tokens", n["tokens"],
              f"only for token-based (transformer) workloads, not the CNN {w.name!r}")
     n["pipeline"] = n["cpu_workers"] is not None or n["storage_bw"] is not None
     if n["pipeline"]:
-        key = "cpu_workers" if n["cpu_workers"] is not None else "storage_bw"
-        _require(mode != "serve", key, n[key], "only with --mode infer or train (the input pipeline)")
         _require(n["sample_bytes"] is not None, "sample_bytes", None,
                  "a value whenever --cpu-workers or --storage-bw is given")
         _require(n["cpu_workers"] is None or n["worker_bw"] is not None, "worker_bw", None,
@@ -410,10 +411,10 @@ def evaluate_point(**kwargs) -> Result:
         elif isinstance(v, np.ndarray):  # 0-d results of numpy reductions
             metrics[key] = v.item()
     notes = list(s.notes)
+    if not metrics["feasible"]:
+        notes.append("does not fit in memory: time metrics are computed as if it did")
     if s.mode == "serve" and "qps" in nums:
         _queueing(metrics, n, notes)
-    if not metrics["feasible"]:
-        notes.append("infeasible: time metrics are computed as if memory sufficed")
     config = {"workload": w.name, "hardware": dev.name, "mode": s.mode, "precision": cats["precision"],
               **{k: _plain(v) for k, v in n.items()
                  if k in given or k == "gpus" or (k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))}}
@@ -430,23 +431,30 @@ def _queueing(m: dict, n: dict, notes: list) -> None:
     needed = serving.replicas_needed(rate, slots, service, m["ttft_s"], n["ttft_slo"])
     per = rate / replicas
     m["queue_utilization"] = per * service / slots
-    m["ttft_p50_s"] = m["ttft_s"] + serving.wait_quantile(slots, service, per, 0.50)
-    m["ttft_p99_s"] = m["ttft_s"] + serving.wait_quantile(slots, service, per, 0.99)
-    m["replicas_needed"] = needed
-    m["gpus_needed"] = needed * int(n["tp"])
-    if m["queue_utilization"] >= 1:
+    stable = m["queue_utilization"] < 1
+    if stable:  # an unstable queue has no finite quantiles: the metrics are left out, the reason says why
+        m["ttft_p50_s"] = m["ttft_s"] + serving.wait_quantile(slots, service, per, 0.50)
+        m["ttft_p99_s"] = m["ttft_s"] + serving.wait_quantile(slots, service, per, 0.99)
+    if needed is not None:
+        m["replicas_needed"] = needed
+        m["gpus_needed"] = needed * int(n["tp"])
+    wanted = f"{needed} needed" if needed is not None else "no replica count meets the TTFT SLO"
+    if not stable:
         m["feasible"] = False
         m["infeasible_reasons"].append(f"{rate:g} requests/s exceed the capacity of {replicas} replica(s) "
-                                       f"({replicas * slots / service:.3g} requests/s); {needed} needed")
+                                       f"({replicas * slots / service:.3g} requests/s); {wanted}")
     if n["itl_slo"] is not None and m["itl_s"] > n["itl_slo"]:
         m["feasible"] = False
         m["infeasible_reasons"].append(f"inter-token latency {m['itl_s'] * 1e3:.1f} ms > SLO "
                                        f"{n['itl_slo'] * 1e3:.1f} ms at batch {slots}")
-    if n["ttft_slo"] is not None and m["ttft_p99_s"] > n["ttft_slo"]:
+    if n["ttft_slo"] is not None and needed is None:
+        m["feasible"] = False
+        m["infeasible_reasons"].append(f"TTFT {m['ttft_s']:.3g} s without any queueing already exceeds the "
+                                       f"SLO {n['ttft_slo']:.3g} s: no number of replicas meets it")
+    elif n["ttft_slo"] is not None and stable and m["ttft_p99_s"] > n["ttft_slo"]:
         m["feasible"] = False
         m["infeasible_reasons"].append(f"p99 TTFT {m['ttft_p99_s']:.3g} s > SLO {n['ttft_slo']:.3g} s "
-                                       f"with {replicas} replica(s); {needed} needed")
-    m = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in m.items()}
+                                       f"with {replicas} replica(s); {wanted}")
     notes.append("queueing: each replica is an M/M/c queue with c = batch slots and service time = "
                  "request latency")
 
@@ -491,7 +499,7 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
     group's numeric columns go through the models as numpy arrays. Metrics equal `evaluate`'s.
     """
     frame = pd.DataFrame(points).reset_index(drop=True)
-    cfg.check_keys(frame.columns)
+    cfg.check_keys({c: frame[c].iloc[0] if len(frame) else None for c in frame.columns})
     fixed = {k: cfg.DEFAULTS.get(k) for k in CATEGORICAL if k not in frame}
     varying = []
     for key in (k for k in CATEGORICAL if k in frame):
@@ -523,14 +531,16 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
             raise UserInputError(exc.field, exc.value, exc.allowed,
                                  hint=f"{exc.hint} (row {int(rows[0])})".strip()) from None
         sub = frame.loc[rows] if varying else frame
-        nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
-        for k in cfg.NUMERIC:
-            if k in sub and sub[k].isna().any() and sub[k].notna().any():
-                raise UserInputError(cfg.option(k), None, "a value on every row of its column, or no column")
         try:
+            for k in (k for k in cfg.NUMERIC if k in sub):
+                missing = sub[k].isna().to_numpy()
+                if missing.any() and not missing.all():
+                    raise UserInputError(cfg.option(k), None, "a value on every row that has the same workload, "
+                                         "hardware and mode, or on none", hint=f"(row {int(np.argmax(missing))})")
+            nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
             n = numbers(nums, s)
         except UserInputError as exc:
-            if "row" in exc.hint:
+            if "row" in exc.hint:  # positions inside the group -> rows of the frame
                 row = int(rows[int(exc.hint.split()[-1].strip(")"))])
                 raise UserInputError(exc.field, exc.value, exc.allowed, hint=f"(row {row})") from None
             raise
@@ -545,9 +555,8 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
         if s.mode == "serve" and "qps" in nums:
             _queue_rows(out[-1], n, size)
     result = pd.concat(out).sort_index()
-    for key in ("max_batch", "gpus", "replicas"):
-        if key in result:
-            result[key] = result[key].astype(int)
+    for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
+        result[key] = result[key].astype("Int64")
     return result
 
 
@@ -560,4 +569,4 @@ def _queue_rows(block: pd.DataFrame, n: dict, size: int) -> None:
         m.update(feasible=bool(block.at[idx, "feasible"]), infeasible_reasons=[])
         _queueing(m, row, [])
         for k in ("queue_utilization", "ttft_p50_s", "ttft_p99_s", "replicas_needed", "gpus_needed", "feasible"):
-            block.loc[idx, k] = m[k]
+            block.loc[idx, k] = m.get(k, np.nan)

@@ -50,6 +50,17 @@ def si_factor(unit: str) -> float:
         raise ValueError(f"unsupported unit {unit!r}: {exc}") from None
 
 
+@lru_cache(maxsize=512)
+def dimension(unit: str) -> str:
+    """What a unit measures: "bytes", "bytes/s", or pint's dimensionality of its base units."""
+    factor = _bytes_factor(unit)
+    if factor is not None:
+        return "bytes/s" if "/" in unit else "bytes"
+    if unit.strip() in ("", "1"):
+        return "dimensionless"
+    return str(ureg.Quantity(1.0, unit).to_base_units().dimensionality)
+
+
 def parse_quantity(text: str | float | int, default_unit: str, field: str, kind: str) -> float:
     """Parse user text such as ``250MB/s`` or ``3e9`` into an SI float; raises UserInputError.
 

@@ -7,7 +7,7 @@ from dse.models.calibration import Efficiency
 from dse.models.precision import Execution
 
 EFF = Efficiency(tensor=0.5, rows_half=64.0, vector=0.25, memory=0.8, launch=5e-6, basis="test")
-EX = Execution(compute="fp16", tensor_rate=100e12, vector_rate=10e12, weight_bytes=2.0, act_bytes=2.0,
+EX = Execution(compute="fp16", tensor_rate=100e12, vector_rate=10e12, stored="fp16", weight_bytes=2.0, act_bytes=2.0,
                kv_bytes=2.0, dequant=False, notes=())
 
 
@@ -46,8 +46,8 @@ def test_launch_overhead_dominates_tiny_kernels():
 
 
 def test_dequantization_adds_vector_work_inside_the_gemm():
-    ex = Execution(compute="fp16", tensor_rate=100e12, vector_rate=10e12, weight_bytes=0.5, act_bytes=2.0,
-                   kv_bytes=2.0, dequant=True, notes=())
+    ex = Execution(compute="fp16", tensor_rate=100e12, vector_rate=10e12, stored="int4", weight_bytes=0.5,
+                   act_bytes=2.0, kv_bytes=2.0, dequant=True, notes=())
     w = 1e6
     t = roofline.run(table(w, 0.0, 0.0, 0.0), ex, EFF, bandwidth=2e12, weight_bytes=0.5)
     assert float(t.compute) == pytest.approx(2 * w / (10e12 * 0.25))

@@ -27,11 +27,37 @@ from dse.catalog.types import (
     Transformer,
 )
 from dse.errors import CatalogFileError, UnknownNameError
-from dse.units import si_factor
+from dse.units import dimension, si_factor
 
 T = TypeVar("T")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 DEVICE_CLASSES = ("datacenter-gpu", "datacenter-accel", "edge-gpu", "mcu")
+
+# The unit each known quantity field is measured in (any unit of the same dimension is accepted).
+UNITS = {
+    "peak": "TFLOP/s", "memory_capacity": "GB", "memory_bandwidth": "GB/s", "sram": "MB", "flash": "MB",
+    "sram_bandwidth": "GB/s", "tdp": "W", "idle_power": "W", "scale_up_bandwidth": "GB/s",
+    "scale_out_bandwidth": "GB/s", "host_link_bandwidth": "GB/s", "purchase_price": "USD", "cloud_price": "USD/h",
+    "embodied_carbon": "kg", "clock": "MHz", "grid_intensity": "g/kWh", "pue": "", "wue": "L/kWh",
+    "electricity_price": "USD/kWh", "bandwidth": "GB/s", "latency": "us", "system_power": "kW", "host_power": "kW",
+}
+FIELDS = {
+    "accelerator": {"name", "aliases", "display", "vendor", "class", "year", "sparsity_2_4", "note", "peak", "spec"},
+    "spec": {"memory_capacity", "memory_bandwidth", "sram", "flash", "sram_bandwidth", "tdp", "idle_power",
+             "scale_up_bandwidth", "scale_out_bandwidth", "host_link_bandwidth", "purchase_price", "cloud_price",
+             "embodied_carbon", "clock"},
+    "transformer": {"name", "aliases", "display", "family", "layers", "hidden", "heads", "kv_heads", "vocab", "ffn",
+                    "ffn_hidden", "seq_len", "experts", "top_k", "tied_embeddings", "causal", "patch", "image",
+                    "channels", "source", "date", "note"},
+    "cnn": {"name", "aliases", "display", "family", "input", "layers", "source", "date", "note"},
+}
+
+
+def _known_fields(raw: Mapping, kind: str, where: str) -> None:
+    """Refuse a misspelt field (e.g. kv_head for kv_heads) instead of silently ignoring it."""
+    for key in raw:
+        if key not in FIELDS[kind]:
+            raise UnknownNameError(f"{where}.{key}", key, FIELDS[kind])
 
 
 class Registry(Generic[T]):
@@ -48,7 +74,7 @@ class Registry(Generic[T]):
     def get(self, name: str, field: str) -> T:
         item = self._by_name.get(str(name).lower())
         if item is None:
-            raise UnknownNameError(field, name, self._by_name)
+            raise UnknownNameError(field, name, self._by_name, where=f"dse catalog {self.kind}")
         return item
 
     def __iter__(self) -> Iterator[T]:
@@ -58,8 +84,9 @@ class Registry(Generic[T]):
         return len(self.items)
 
 
-def quantity(raw: object, where: str, strict: bool) -> Quantity:
-    """Parse one ``{value, unit, source, date}`` table; `where` names the field for error messages."""
+def quantity(raw: object, where: str, strict: bool, unit_like: str | None = None) -> Quantity:
+    """Parse one ``{value, unit, source, date}`` table; `where` names the field for error messages and
+    `unit_like` (e.g. "GB/s") the dimension the unit must have."""
     if not isinstance(raw, Mapping):
         raise CatalogFileError(where, raw, "an inline table { value = ..., unit = \"...\", source, date }")
     value = raw.get("value")
@@ -72,6 +99,8 @@ def quantity(raw: object, where: str, strict: bool) -> Quantity:
         factor = si_factor(unit)
     except ValueError:
         raise CatalogFileError(f"{where}.unit", unit, "a unit pint understands, e.g. TFLOP/s, GiB, W") from None
+    if unit_like is not None and dimension(unit) != dimension(unit_like):
+        raise CatalogFileError(f"{where}.unit", unit, f"a unit of the same kind as {unit_like or 'a plain ratio'}")
     source, date = raw.get("source", ""), str(raw.get("date", ""))
     if strict and not (isinstance(source, str) and source.strip()):
         raise CatalogFileError(f"{where}.source", source, "a non-empty citation")
@@ -98,7 +127,8 @@ def _quantities(raw: object, where: str, strict: bool) -> dict[str, Quantity]:
         return {}
     if not isinstance(raw, Mapping):
         raise CatalogFileError(where, raw, "a table of quantities")
-    return {k: quantity(v, f"{where}.{k}", strict) for k, v in raw.items()}
+    return {k: quantity(v, f"{where}.{k}", strict, UNITS["peak" if where.endswith(".peak") else k])
+            for k, v in raw.items()}
 
 
 def _text(raw: Mapping, key: str, where: str, default: str | None = None) -> str:
@@ -122,7 +152,14 @@ def _positive_int(raw: Mapping, key: str, where: str, default: int | None = None
 def accelerator(raw: Mapping, where: str, strict: bool) -> Accelerator:
     name = _text(raw, "name", where)
     where = f"{where}[{name}]"
+    _known_fields(raw, "accelerator", where)
+    if isinstance(raw.get("spec"), Mapping):
+        _known_fields(raw["spec"], "spec", f"{where}.spec")
     peaks = _quantities(raw.get("peak"), f"{where}.peak", strict)
+    for key, q in peaks.items():
+        if q.si <= 0:
+            raise CatalogFileError(f"{where}.peak.{key}.value", q.value, "a positive rate (leave out a precision "
+                                   "the device does not run)")
     unknown = set(peaks) - set(PRECISIONS)
     if unknown:
         raise CatalogFileError(f"{where}.peak", sorted(unknown)[0], f"one of {', '.join(PRECISIONS)}")
@@ -131,7 +168,8 @@ def accelerator(raw: Mapping, where: str, strict: bool) -> Accelerator:
     spec = _quantities(raw.get("spec"), f"{where}.spec", strict)
     for key in ("memory_capacity", "memory_bandwidth"):
         if key not in spec or spec[key].si <= 0:
-            raise CatalogFileError(f"{where}.spec.{key}", spec.get(key), "a positive quantity (required)")
+            shown = f"{spec[key].value:g} {spec[key].unit}" if key in spec else None
+            raise CatalogFileError(f"{where}.spec.{key}", shown, "a positive quantity (required)")
     device_class = raw.get("class", "datacenter-gpu")
     if device_class not in DEVICE_CLASSES:
         raise CatalogFileError(f"{where}.class", device_class, f"one of {', '.join(DEVICE_CLASSES)}")
@@ -147,6 +185,8 @@ def workload(raw: Mapping, where: str) -> Transformer | CNN:
     common = dict(name=name, display=str(raw.get("display", name)), source=str(raw.get("source", "")),
                   date=str(raw.get("date", "")), note=str(raw.get("note", "")), aliases=_aliases(raw))
     where = f"{where}[{name}]"
+    if family in ("cnn", "transformer"):
+        _known_fields(raw, family, where)
     if family == "cnn":
         shape = raw.get("input")
         if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
@@ -196,21 +236,24 @@ def _freeze(layer: Mapping) -> tuple:
 
 def region(raw: Mapping, where: str) -> Region:
     name = _text(raw, "name", where)
-    fields = {k: quantity(v, f"{where}[{name}].{k}", True) for k, v in raw.items() if isinstance(v, Mapping)}
+    fields = {k: quantity(v, f"{where}[{name}].{k}", True, UNITS.get(k)) for k, v in raw.items()
+              if isinstance(v, Mapping)}
     return Region(name=name, display=str(raw.get("display", name)), country=str(raw.get("country", "")),
                   fields=fields, aliases=_aliases(raw))
 
 
 def fabric(raw: Mapping, where: str) -> Fabric:
     name = _text(raw, "name", where)
-    fields = {k: quantity(v, f"{where}[{name}].{k}", True) for k, v in raw.items() if isinstance(v, Mapping)}
+    fields = {k: quantity(v, f"{where}[{name}].{k}", True, UNITS.get(k)) for k, v in raw.items()
+              if isinstance(v, Mapping)}
     return Fabric(name=name, display=str(raw.get("display", name)), kind=str(raw.get("kind", "")),
                   fields=fields, aliases=_aliases(raw))
 
 
 def node(raw: Mapping, where: str) -> Node:
     name = _text(raw, "name", where)
-    fields = {k: quantity(v, f"{where}[{name}].{k}", True) for k, v in raw.items() if isinstance(v, Mapping)}
+    fields = {k: quantity(v, f"{where}[{name}].{k}", True, UNITS.get(k)) for k, v in raw.items()
+              if isinstance(v, Mapping)}
     return Node(name=name, display=str(raw.get("display", name)), accelerator=_text(raw, "accelerator", where),
                 accelerators=_positive_int(raw, "accelerators", where), scale_up=str(raw.get("scale_up", "")),
                 scale_out=str(raw.get("scale_out", "")), fields=fields, nics=int(raw.get("nics", 0)),

@@ -9,15 +9,15 @@ from __future__ import annotations
 from dse.models.precision import BYTES, Execution
 
 
-def methods(precision: str, ex: Execution, structured: bool, zero_fraction: float) -> list[str]:
+def methods(ex: Execution, structured: bool, zero_fraction: float) -> list[str]:
     """Method names (as in compression.toml) that describe this point's quantization and sparsity."""
     out = []
-    if ex.weight_bytes < BYTES[ex.compute] or (ex.compute in ("fp16", "bf16", "fp32") and ex.weight_bytes < 2):
-        out.append("weight-only int4" if ex.weight_bytes <= 0.5 else "weight-only int8")
-    elif ex.compute == "int8":
-        out.append("w8a8 int8")
-    elif ex.compute == "fp8" or precision == "fp8":
-        out.append("fp8")
+    if ex.weight_bytes < BYTES[ex.compute]:
+        out.append(f"weight-only {ex.stored}")
+    elif ex.compute in ("int8", "int4"):
+        out.append(f"w{BYTES[ex.compute] * 8:.0f}a{BYTES[ex.compute] * 8:.0f} {ex.compute}")
+    elif ex.compute in ("fp8", "fp4"):
+        out.append(ex.compute)
     if structured:
         out.append("2:4 sparsity")
     elif zero_fraction >= 0.4:

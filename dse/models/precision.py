@@ -35,6 +35,7 @@ class Execution:
         compute: precision the math units run in.
         tensor_rate: dense peak of that precision (FLOP/s).
         vector_rate: rate for element-wise work outside matrix units (fp32 peak, FLOP/s).
+        stored: the weights' storage format (e.g. int4 under fp16 arithmetic).
         weight_bytes: bytes per stored weight element (before sparsity).
         act_bytes: bytes per activation element (the arithmetic's width, fp32 counts 4).
         kv_bytes: bytes per KV-cache element.
@@ -45,6 +46,7 @@ class Execution:
     compute: str
     tensor_rate: float
     vector_rate: float
+    stored: str
     weight_bytes: float
     act_bytes: float
     kv_bytes: float
@@ -75,7 +77,7 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
     weight_bytes = BYTES[stored]
     act_bytes = BYTES[compute] if BYTES[precision] < BYTES[compute] else BYTES[precision]
     if compute in ("int8", "int4"):
-        act_bytes = 1.0  # integer GEMMs take int8 activations (W8A8 / W4A8), Xiao et al. 2023
+        act_bytes = BYTES[compute]  # integer GEMMs quantize activations too (W8A8, Xiao et al. 2023; W4A4)
     dequant = weight_bytes < BYTES[compute] and not (compute in ("int8", "int4") and weight_bytes >= 0.5)
     if weight_precision and weight_bytes < BYTES[compute]:
         notes.append(f"weights stored in {stored} ({weight_bytes:g} B/element), arithmetic in {compute}: "
@@ -83,7 +85,7 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
     # GPUs and accelerators run element-wise and depthwise work on vector units (fp32 rate); an MCU
     # has one SIMD datapath, which runs all of it at the arithmetic's rate (e.g. CMSIS-NN int8 kernels)
     vector = device.peak(compute) if device.device_class == "mcu" else (device.peak("fp32") or device.peak(compute))
-    return Execution(compute=compute, tensor_rate=device.peak(compute), vector_rate=vector,
+    return Execution(compute=compute, tensor_rate=device.peak(compute), vector_rate=vector, stored=stored,
                      weight_bytes=weight_bytes, act_bytes=act_bytes, kv_bytes=act_bytes,
                      dequant=dequant, notes=tuple(notes))
 

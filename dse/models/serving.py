@@ -3,8 +3,9 @@
 A request of I input and O output tokens is prefilled in one pass (time to first token, TTFT) and
 then decoded one token per step; each decode step reads every weight once for the whole batch and
 each sequence's KV cache (Pope et al. 2023, "Efficiently Scaling Transformer Inference", section 2).
-The mean inter-token latency (ITL) is the decode step at the mean context I + (O + 1)/2, which is exact
-because a step's time is affine in the context length.
+The prefill yields the first token; decode step k = 1 .. O-1 attends to I + k keys, so the mean
+inter-token latency (ITL) is the decode step at the mean context I + O/2, exact because a step's
+time is affine in the context length.
 
 Queueing: a replica with c = batch slots and per-request service time S is an M/M/c queue; the
 probability of waiting is Erlang C and the waiting time beyond it is exponential with rate
@@ -55,14 +56,23 @@ def wait_quantile(servers: int, service_s: float, rate: float, q: float) -> floa
     return math.log(c / (1.0 - q)) / (servers / service_s - rate)
 
 
-def replicas_needed(rate: float, servers: int, service_s: float, ttft: float, ttft_slo: float | None,
-                    utilization_cap: float = 1.0) -> int:
-    """Fewest replicas whose queue is stable and whose p99 TTFT (wait + prefill) meets the SLO."""
-    r = max(1, math.ceil(rate * service_s / (servers * utilization_cap)))
-    if r * servers <= rate * service_s:
-        r += 1
-    while ttft_slo is not None and ttft + wait_quantile(servers, service_s, rate / r, 0.99) > ttft_slo:
-        r += 1
-        if r > 1_000_000:
-            break
-    return r
+def replicas_needed(rate: float, servers: int, service_s: float, ttft: float, ttft_slo: float | None) -> int | None:
+    """Fewest replicas whose queue is stable and whose p99 TTFT (wait + prefill) meets the SLO; None
+    when the SLO is below the TTFT itself, which no number of replicas can fix. The p99 wait falls
+    monotonically with replicas, so the search doubles and then bisects."""
+    low = max(1, math.floor(rate * service_s / servers) + 1)  # smallest stable count: load < servers
+    if ttft_slo is None:
+        return low
+    if ttft > ttft_slo:
+        return None
+
+    def meets(r: int) -> bool:
+        return ttft + wait_quantile(servers, service_s, rate / r, 0.99) <= ttft_slo
+
+    high = low
+    while not meets(high):
+        low, high = high + 1, high * 2
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if meets(mid) else (mid + 1, high)
+    return high

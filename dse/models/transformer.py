@@ -124,6 +124,14 @@ def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
     return (names, arr(repeat), arr(kernels), np.array(row_kind), arr(weights), arr(ft), arr(fv), arr(act))
 
 
+def _stack(values: list) -> np.ndarray:
+    """(n,) for one design point; (n, points) when any value is a column (scalars are broadcast)."""
+    try:
+        return np.array(values, dtype=float)
+    except ValueError:
+        return np.array(np.broadcast_arrays(*values), dtype=float)
+
+
 def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: float, kv_bytes: float) -> OpTable:
     """Operators of one forward pass over `q_len` new tokens per sequence attending to `kv_len`.
 
@@ -134,15 +142,14 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
     names, repeat, kernels, row_kind, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
     tokens = batch * q_len
     context = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len
-    u = np.array([tokens, tokens * context, batch * logit_tokens,
-                  batch * kv_len * np.ceil(q_len / FLASH_BLOCK_ROWS)], dtype=float)
+    u = _stack([tokens, tokens * context, batch * logit_tokens, batch * kv_len * np.ceil(q_len / FLASH_BLOCK_ROWS)])
     if w.experts > 1:  # expert weights actually read: the experts the batch's tokens touch
         moe = np.array([n == "mlp" for n in names])
         weights = np.multiply.outer(np.where(moe, weights, 0.0), experts_touched(w, tokens)) + (
             np.multiply.outer(np.where(moe, 0.0, weights), np.ones_like(tokens)))
     elif u.ndim > 1:
         weights = weights[:, None]  # broadcasts against (ops, points) without a copy
-    row_counts = np.array([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, 1.0 + 0.0 * tokens])
+    row_counts = _stack([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, 1.0 + 0.0 * tokens])
     return OpTable(names=names, repeat=repeat, weights=weights, flops_tensor=ft @ u, rows=row_counts[row_kind],
                    flops_vector=fv @ u,
                    act_bytes=act @ u, kernels=kernels)

@@ -1,0 +1,107 @@
+"""How a requested precision runs on a device: native, fallback to wider arithmetic, weight-only
+quantization, and 2:4 structured sparsity."""
+import pytest
+
+import dse
+from dse.models.precision import resolve
+
+# Llama-3-8B weight elements a decode step multiplies by (per layer QKV, out, SwiGLU; plus the LM head)
+L, H, KVD, F, V = 32, 4096, 8 * 128, 14336, 128256
+N_MATMUL = L * (H * (H + 2 * KVD) + H * H + 3 * H * F) + V * H
+DECODE = dict(workload="llama-3-8b", mode="serve", batch=1, input_len=512, output_len=128, precision="fp16")
+
+
+def test_fp8_on_a100_falls_back_to_fp16_with_note(hw):
+    a100 = hw("a100")
+    ex = resolve(a100, "fp8", None)
+    assert ex.compute == "fp16"
+    assert ex.tensor_rate == a100.peak("fp16") == 312e12
+    assert ex.weight_bytes == 1.0  # fp8 weights kept in storage
+    assert ex.act_bytes == 2.0 and ex.kv_bytes == 2.0
+    assert ex.dequant is True
+    assert any("no native fp8" in n and "fp16" in n for n in ex.notes)
+    notes = dse.evaluate_point(hardware="a100", **{**DECODE, "precision": "fp8"}).notes
+    assert any("no native fp8" in n for n in notes)
+
+
+def test_int4_on_h100_is_weight_only_fp16(hw):
+    h100 = hw("h100")
+    assert h100.peak("int4") is None  # Hopper has no INT4 tensor cores
+    ex = resolve(h100, "int4", None)
+    assert ex.compute == "fp16" and ex.tensor_rate == 989.5e12
+    assert ex.weight_bytes == 0.5
+    assert ex.act_bytes == 2.0
+    assert ex.dequant is True
+    assert any("no native int4" in n for n in ex.notes)
+
+
+def test_bf16_on_v100_falls_back_to_fp16(hw):
+    v100 = hw("v100")
+    ex = resolve(v100, "bf16", None)
+    assert ex.compute == "fp16" and ex.tensor_rate == 125e12
+    assert ex.weight_bytes == ex.act_bytes == 2.0
+    assert ex.dequant is False  # same width: nothing to expand
+    assert any("no native bf16" in n for n in ex.notes)
+
+
+def test_fp8_native_on_h100(hw):
+    ex = resolve(hw("h100"), "fp8", None)
+    assert ex.compute == "fp8" and ex.tensor_rate == 1979e12
+    assert ex.weight_bytes == ex.act_bytes == ex.kv_bytes == 1.0
+    assert ex.dequant is False
+    assert ex.notes == ()
+
+
+def test_int8_on_a100_is_native_w8a8(hw):
+    ex = resolve(hw("a100"), "int8", None)
+    assert ex.compute == "int8" and ex.tensor_rate == 624e12
+    assert ex.weight_bytes == 1.0
+    assert ex.act_bytes == 1.0  # int8 activations into the int8 GEMM
+    assert ex.dequant is False
+    assert ex.notes == ()
+
+
+def test_weight_precision_wider_than_arithmetic_is_refused(hw):
+    with pytest.raises(ValueError):
+        resolve(hw("h100"), "fp8", "fp16")
+    with pytest.raises(dse.DSEError, match="wider"):
+        dse.evaluate(hardware="h100", **{**DECODE, "precision": "fp8"}, weight_precision="fp16")
+    with pytest.raises(dse.DSEError):
+        dse.evaluate(hardware="h100", **DECODE, weight_precision="fp32")
+
+
+def test_weight_only_int4_storage_under_fp16_arithmetic(hw):
+    ex = resolve(hw("h100"), "fp16", "int4")
+    assert ex.compute == "fp16" and ex.weight_bytes == 0.5 and ex.act_bytes == 2.0 and ex.dequant is True
+    dense = dse.evaluate(hardware="h100", **DECODE)
+    w4 = dse.evaluate(hardware="h100", **DECODE, weight_precision="int4")
+    assert w4["weights_bytes"] == pytest.approx(dense["weights_bytes"] / 4, rel=1e-12)
+
+
+def test_two_four_sparsity_on_h100_lowers_decode_memory_time():
+    dense = dse.evaluate(hardware="h100", **DECODE)
+    r = dse.evaluate_point(hardware="h100", **DECODE, sparsity="2:4")
+    sparse = r.metrics
+    assert any("2:4 structured sparsity" in n and "sparse tensor cores" in n for n in r.notes)
+    assert sparse["decode_memory_time_s"] < dense["decode_memory_time_s"]
+    # every weight element read goes from 2 B to 0.5 * 2 + 1/8 B (2 kept values + 1 bit of index per
+    # element); achievable bandwidth 0.90 x 3.35 TB/s
+    saved = N_MATMUL * (2.0 - (0.5 * 2 + 1 / 8)) / (0.90 * 3.35e12)
+    assert dense["decode_memory_time_s"] - sparse["decode_memory_time_s"] == pytest.approx(saved, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["mi250x", "tpu-v4"])
+def test_two_four_sparsity_without_sparse_tensor_cores(hw, name):
+    assert hw(name).sparsity_2_4 is False  # catalog accelerators.toml
+    base = {**DECODE, "precision": "bf16"}
+    dense = dse.evaluate(hardware=name, **base)
+    r = dse.evaluate_point(hardware=name, **base, sparsity="2:4")
+    assert any("no 2:4 sparse tensor cores" in n for n in r.notes)
+    # storage still shrinks, the arithmetic runs dense: prefill compute is unchanged
+    assert r.metrics["prefill_compute_time_s"] == pytest.approx(dense["prefill_compute_time_s"], rel=1e-12)
+    assert r.metrics["decode_memory_time_s"] < dense["decode_memory_time_s"]
+
+
+def test_sparse_tensor_cores_catalog_flags(hw):
+    assert hw("h100").sparsity_2_4 is True and hw("a100").sparsity_2_4 is True
+    assert hw("v100").sparsity_2_4 is False
