@@ -93,6 +93,7 @@ ALL_KEYS = (*NAMES, *CHOICES, *NUMERIC, *LATER)
 DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "batch": 1, "zero": 0,
             "input_len": 512, "output_len": 128, "gpus_per_node": 8, "tp": 1, "pp": 1, "cp": 1, "ep": 1,
             "vp": 1}
+NUMERIC_DEFAULTS = {k: float(DEFAULTS[k]) if k in DEFAULTS else None for k in NUMERIC}
 
 
 def option(field: str) -> str:

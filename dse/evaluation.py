@@ -4,7 +4,9 @@ same functions, so a sweep and a single question give the same numbers."""
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -43,6 +45,7 @@ class Setup:
     workload: Workload
     device: Accelerator
     mode: str
+    precision: str
     ex: Execution
     eff: calibration.Efficiency
     weight_bytes: float
@@ -50,6 +53,7 @@ class Setup:
     recompute: str
     notes: tuple[str, ...]
     link: tuple[float | None, float]
+    params: float
 
 
 def setup(workload: Workload, device: Accelerator, mode: str, precision: str, weight_precision: str | None,
@@ -86,8 +90,9 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
         cited = [r.describe() for r in accuracy_ranges() if r.method == method and r.family == family]
         notes += cited or [f"{method} on {family}s: no published accuracy range in the catalog"]
     wb = roofline.weight_bytes_per_element(ex, structured, zeros)
-    return Setup(workload, device, mode, ex, calibration.for_class(device.device_class), wb, speedup,
-                 recompute, tuple(notes), _link(device))
+    return Setup(workload, device, mode, precision, ex, calibration.for_class(device.device_class), wb, speedup,
+                 recompute, tuple(notes), _link(device),
+                 cnn.parameters(workload) if isinstance(workload, CNN) else transformer.parameters(workload))
 
 
 def _pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = False, tp=1):
@@ -121,22 +126,6 @@ def _phase(t: roofline.Timing, k: int, parts: int, scalar: bool) -> roofline.Tim
     return roofline.Timing(**{f: _split(getattr(t, f), parts, scalar)[k] for f in fields}, slowest=None)
 
 
-def _weights_bytes(s: Setup) -> float:
-    w = s.workload
-    params = cnn.parameters(w) if isinstance(w, CNN) else transformer.parameters(w)
-    return params * s.weight_bytes
-
-
-def _params(w: Workload) -> float:
-    return cnn.parameters(w) if isinstance(w, CNN) else transformer.parameters(w)
-
-
-def _fits(parts: list[tuple[str, object]], capacity: float):
-    """Memory check: total of the named parts against capacity, and the reason text when it fails."""
-    total = sum(v for _, v in parts)
-    return total, total <= capacity
-
-
 def _reason(parts: list[tuple[str, float]], capacity: float, where: str) -> str:
     total = sum(v for _, v in parts)
     shown = " + ".join(f"{name} {format_bytes(v)}" for name, v in parts if v > 0)
@@ -152,7 +141,7 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
         act = cnn.peak_activation_elements(w) * batch * s.ex.act_bytes
     else:
         act = transformer.inference_activation_bytes(w, batch * seq, batch, s.ex.act_bytes)
-    parts = [("weights", _weights_bytes(s)), ("activations", act)]
+    parts = [("weights", s.params * s.weight_bytes), ("activations", act)]
     m = {"latency_s": t.total, "throughput_per_s": batch / t.total, "compute_time_s": t.compute,
          "memory_time_s": t.memory, "overhead_time_s": t.overhead, "arithmetic_intensity": t.flops / t.bytes,
          "flops": t.flops, "bottleneck": roofline.bottleneck(t)}
@@ -179,7 +168,7 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
     dec = _phase(t, 1, 3, scalar)
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, s.ex.kv_bytes)
     kv_share = np.maximum(1.0 / tp, 1.0 / w.kv_heads)  # KV heads split over TP ranks, replicated past kv_heads
-    weights = _weights_bytes(s) / tp
+    weights = s.params * s.weight_bytes / tp
     work = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp
     cap = s.device.memory_capacity
     replicas = n["gpus"] / tp
@@ -208,7 +197,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
         extra = fwd.total
     elif s.recompute == "selective" and isinstance(w, Transformer):
         extra = fwd.op_time(table, "attention", s.eff.launch)
-    params = _params(w)
+    params = s.params
     shard = params / (dp if n["zero"] >= 1 else 1)
     opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
     grad_bytes = s.ex.act_bytes
@@ -317,7 +306,8 @@ def _link(device: Accelerator) -> tuple[float | None, float]:
 def numbers(given: dict, s: Setup) -> dict:
     """Validated numeric inputs with defaults and derived degrees; floats or numpy columns."""
     w, mode = s.workload, s.mode
-    n = {k: given.get(k, cfg.DEFAULTS.get(k)) for k in cfg.NUMERIC}
+    n = dict(cfg.NUMERIC_DEFAULTS)
+    n.update(given)
     if n["seq_len"] is None:
         n["seq_len"] = float(w.seq_len)
     if n["global_batch"] is not None:
@@ -387,16 +377,17 @@ def _common(m: dict, checks: list, n: dict, reasons: list) -> dict:
 COUNTS = frozenset(("max_batch", "gpus", "cpu_workers_needed", "replicas", "gradient_accumulation_steps"))
 
 
-def evaluate_point(**kwargs) -> Result:
-    """Evaluate one design point; keywords are the `dse eval` options with underscores."""
+def _point(kwargs: dict, notes: list | None) -> tuple:
+    """Validate and evaluate one design point: (setup, numbers, given options, metrics). Notes on
+    queueing and memory are appended to `notes` when a list is passed."""
     cfg.check_keys(kwargs)
     given = {k: v for k, v in kwargs.items() if v is not None}
     w = cfg.resolve_workload(given.get("workload"), given.get("workload_file"))
     dev = cfg.resolve_hardware(given.get("hardware"), given.get("hardware_file"))
-    cats = {k: cfg.check_choice(k, given.get(k, cfg.DEFAULTS.get(k))) if k in given or k in cfg.DEFAULTS
-            else None for k in cfg.CHOICES}
-    s = _setup_cached(w, dev, cats["mode"], cats["precision"], cats["weight_precision"],
-                      given.get("sparsity"), cats["recompute"])
+    mode, precision, weight_precision, recompute = (
+        cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS.get(k)
+        for k in ("mode", "precision", "weight_precision", "recompute"))
+    s = _setup_cached(w, dev, mode, precision, weight_precision, given.get("sparsity"), recompute)
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
     n = numbers(nums, s)
     m, checks = MODELS[s.mode](s, n)
@@ -410,16 +401,22 @@ def evaluate_point(**kwargs) -> Result:
             metrics[key] = bool(v)
         elif isinstance(v, np.ndarray):  # 0-d results of numpy reductions
             metrics[key] = v.item()
-    notes = list(s.notes)
-    if not metrics["feasible"]:
+    if notes is not None and not metrics["feasible"]:
         notes.append("does not fit in memory: time metrics are computed as if it did")
     if s.mode == "serve" and "qps" in nums:
-        _queueing(metrics, n, notes)
-    config = {"workload": w.name, "hardware": dev.name, "mode": s.mode, "precision": cats["precision"],
-              **{k: _plain(v) for k, v in n.items()
-                 if k in given or k == "gpus" or (k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))}}
-    config = {k: v for k, v in config.items() if not (isinstance(v, float) and not np.isfinite(v))}
-    return Result(config=config, metrics=metrics, notes=notes)
+        _queueing(metrics, n, notes if notes is not None else [])
+    return s, n, given, metrics
+
+
+def evaluate_point(**kwargs) -> Result:
+    """Evaluate one design point with its resolved config and notes (what `dse eval` prints)."""
+    notes: list[str] = []
+    s, n, given, metrics = _point(kwargs, notes)
+    w = s.workload
+    shown = {k: _plain(v) for k, v in n.items() if (k in given or k == "gpus" or (
+        k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))) and k in cfg.NUMERIC}
+    config = {"workload": w.name, "hardware": s.device.name, "mode": s.mode, "precision": s.precision, **shown}
+    return Result(config=config, metrics=metrics, notes=[*s.notes, *notes])
 
 
 def _queueing(m: dict, n: dict, notes: list) -> None:
@@ -460,11 +457,23 @@ def _queueing(m: dict, n: dict, notes: list) -> None:
 
 
 def evaluate(**kwargs) -> dict:
-    """Metrics of one design point (DESIGN.md 4.4): ``dse.evaluate(workload=..., hardware=..., ...)``."""
-    return evaluate_point(**kwargs).metrics
+    """Metrics of one design point (DESIGN.md 4.4): ``dse.evaluate(workload=..., hardware=..., ...)``.
+
+    The models are pure functions of the options, so a repeated point (samplers over discrete spaces
+    revisit many) is answered from a cache of recent results; each call gets its own copy."""
+    try:
+        metrics = _cached_metrics(tuple(sorted(kwargs.items())))
+    except TypeError:  # an unhashable option value: evaluate (and let validation name it)
+        return _point(kwargs, None)[3]
+    return {**metrics, "infeasible_reasons": list(metrics["infeasible_reasons"])}
 
 
-_setup_cached = __import__("functools").lru_cache(maxsize=4096)(setup)
+@lru_cache(maxsize=1 << 16)
+def _cached_metrics(options: tuple) -> dict:
+    return _point(dict(options), None)[3]
+
+
+_setup_cached = lru_cache(maxsize=4096)(setup)
 
 CATEGORICAL = ("workload", "workload_file", "hardware", "hardware_file", "mode", "precision",
                "weight_precision", "sparsity", "recompute")
@@ -492,14 +501,12 @@ def _column(values: pd.Series, key: str) -> np.ndarray:
     return out
 
 
-def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
-    """Evaluate a frame of design points column-wise; same rows, same order, one column per metric.
+CHUNK = 1 << 17  # rows per pass through the models: bounds memory at ~1 GB for 70-operator CNNs
 
-    Rows are grouped by their categorical choices (workload, hardware, mode, precision, ...); each
-    group's numeric columns go through the models as numpy arrays. Metrics equal `evaluate`'s.
-    """
-    frame = pd.DataFrame(points).reset_index(drop=True)
-    cfg.check_keys({c: frame[c].iloc[0] if len(frame) else None for c in frame.columns})
+
+def _groups(frame: pd.DataFrame):
+    """Yield (categorical choices, row labels) for each distinct combination in the frame; columns
+    that hold one value (or are absent) are not grouped on."""
     fixed = {k: cfg.DEFAULTS.get(k) for k in CATEGORICAL if k not in frame}
     varying = []
     for key in (k for k in CATEGORICAL if k in frame):
@@ -509,55 +516,77 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
             fixed[key] = None if pd.isna(first) else first
         else:
             varying.append(key)
-    if varying:
-        labels = frame[varying].astype(object).where(frame[varying].notna(), None)
-        by = varying if len(varying) > 1 else varying[0]  # a one-element list makes pandas warn
-        groups = labels.groupby(by, dropna=False, sort=False).groups.items()
-    else:
-        groups = [((), frame.index)]
-    out: list[pd.DataFrame] = []
-    for combo, rows in groups:
+    if not varying:
+        yield fixed, frame.index
+        return
+    labels = frame[varying].astype(object).where(frame[varying].notna(), None)
+    by = varying if len(varying) > 1 else varying[0]  # a one-element list makes pandas warn
+    for combo, rows in labels.groupby(by, dropna=False, sort=False).groups.items():
         combo = combo if isinstance(combo, tuple) else (combo,)
-        c = dict(fixed)
-        c.update({k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-                  for k, v in zip(varying, combo, strict=True)})
-        try:
+        yield {**fixed, **{k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                           for k, v in zip(varying, combo, strict=True)}}, rows
+
+
+@contextmanager
+def _at_rows(rows, offset: int = 0):
+    """Re-raise a UserInputError whose hint names a position inside a block as a row of the frame."""
+    try:
+        yield
+    except UserInputError as exc:
+        hint, position = exc.hint, 0
+        if hint.endswith(")") and "(row " in hint:
+            hint, _, number = hint.rpartition("(row ")
+            position = int(number.rstrip(")"))
+        row = int(rows[offset + position])
+        raise UserInputError(exc.field, exc.value, exc.allowed, hint=f"{hint.strip()} (row {row})".strip()) from None
+
+
+def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
+    """Evaluate a frame of design points column-wise; same rows, same order, one column per metric.
+
+    Rows are grouped by their categorical choices (workload, hardware, mode, precision, ...); each
+    group's numeric columns go through the models as numpy arrays, in chunks of `CHUNK` rows.
+    Metrics equal `evaluate`'s; `infeasible_reasons` is left out.
+    """
+    frame = pd.DataFrame(points).reset_index(drop=True)
+    cfg.check_keys({c: frame[c].iloc[0] if len(frame) else None for c in frame.columns})
+    out: list[pd.DataFrame] = []
+    for c, rows in _groups(frame):
+        with _at_rows(rows):
             w = cfg.resolve_workload(c["workload"], c["workload_file"])
             dev = cfg.resolve_hardware(c["hardware"], c["hardware_file"])
-            cats = {k: cfg.check_choice(k, c[k]) if c[k] is not None else None for k in cfg.CHOICES}
-            s = _setup_cached(w, dev, cats["mode"], cats["precision"], cats["weight_precision"],
-                              c["sparsity"], cats["recompute"] or "none")
-        except UserInputError as exc:
-            raise UserInputError(exc.field, exc.value, exc.allowed,
-                                 hint=f"{exc.hint} (row {int(rows[0])})".strip()) from None
-        sub = frame.loc[rows] if varying else frame
-        try:
+            cats = {k: cfg.check_choice(k, c[k]) if c[k] is not None else cfg.DEFAULTS.get(k) for k in cfg.CHOICES}
+            s = _setup_cached(w, dev, cats["mode"], cats["precision"], cats["weight_precision"], c["sparsity"],
+                              cats["recompute"])
+            sub = frame.loc[rows]
             for k in (k for k in cfg.NUMERIC if k in sub):
                 missing = sub[k].isna().to_numpy()
                 if missing.any() and not missing.all():
                     raise UserInputError(cfg.option(k), None, "a value on every row that has the same workload, "
                                          "hardware and mode, or on none", hint=f"(row {int(np.argmax(missing))})")
             nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
-            n = numbers(nums, s)
-        except UserInputError as exc:
-            if "row" in exc.hint:  # positions inside the group -> rows of the frame
-                row = int(rows[int(exc.hint.split()[-1].strip(")"))])
-                raise UserInputError(exc.field, exc.value, exc.allowed, hint=f"(row {row})") from None
-            raise
-        m, checks = MODELS[s.mode](s, n)
-        if n["pipeline"]:
-            m = with_data_pipeline(m, n, s)
-        metrics = _common(m, checks, n, [])
-        metrics.pop("infeasible_reasons")
-        size = len(rows)
-        cols = {k: np.broadcast_to(np.asarray(v), (size,)) for k, v in metrics.items()}
-        out.append(pd.DataFrame(cols, index=rows))
-        if s.mode == "serve" and "qps" in nums:
-            _queue_rows(out[-1], n, size)
+        for start in range(0, len(rows), CHUNK):
+            part = {k: v[start:start + CHUNK] for k, v in nums.items()}
+            with _at_rows(rows, start):
+                n = numbers(part, s)
+            out.append(_block(s, n, rows[start:start + CHUNK], "qps" in nums))
     result = pd.concat(out).sort_index()
     for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
         result[key] = result[key].astype("Int64")
     return result
+
+
+def _block(s: Setup, n: dict, rows, queueing: bool) -> pd.DataFrame:
+    """Metrics of a block of design points that share their categorical choices."""
+    m, checks = MODELS[s.mode](s, n)
+    if n["pipeline"]:
+        m = with_data_pipeline(m, n, s)
+    metrics = _common(m, checks, n, [])
+    metrics.pop("infeasible_reasons")
+    block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
+    if queueing:
+        _queue_rows(block, n, len(rows))
+    return block
 
 
 def _queue_rows(block: pd.DataFrame, n: dict, size: int) -> None:

@@ -1,0 +1,89 @@
+"""How fast `evaluate` is: one design point at a time, and a population of 10^6 column-wise.
+
+    python bench/speed.py            # full run (10^6-point populations)
+    python bench/speed.py --quick    # 10^5 points, for a smoke test
+
+Single points: every call a new batch size, so no cache answers it ("distinct"), and 64 points
+revisited ("repeated", the cached path samplers hit); the median of 5 repeats of N calls.
+Populations are random frames over batch and sequence lengths for one workload, hardware
+and mode (the case a sweep or a population sampler hands over); best of 3, with the peak resident
+memory of the process.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+import dse
+from dse import evaluation
+
+POINTS = {
+    "infer llama-3-8b": dict(workload="llama-3-8b", hardware="h100", mode="infer", seq_len=512),
+    "serve llama-3-8b": dict(workload="llama-3-8b", hardware="h100", mode="serve", input_len=512, output_len=128),
+    "serve llama-3-70b tp4": dict(workload="llama-3-70b", hardware="h100", mode="serve", tp=4, input_len=512,
+                                  output_len=128),
+    "train llama-3-8b": dict(workload="llama-3-8b", hardware="h100", mode="train", seq_len=2048),
+    "infer resnet-50": dict(workload="resnet-50", hardware="a100", mode="infer"),
+}
+
+
+def single(point: dict, calls: int, distinct: bool) -> float:
+    """Evaluations per second, one design point per call: every call a new point (distinct), or 64
+    points visited over and over, as a sampler over a discrete space does (answered from the cache)."""
+    rates = []
+    for _ in range(5):
+        evaluation._cached_metrics.cache_clear()
+        if not distinct:
+            for i in range(64):
+                dse.evaluate(**point, batch=1 + i)
+        start = time.perf_counter()
+        for i in range(calls):
+            dse.evaluate(**point, batch=1 + (i if distinct else i % 64))
+        rates.append(calls / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def population(point: dict, size: int, seed: int = 0) -> float:
+    """Design points per second through `evaluate_many` on a random frame of `size` rows."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({k: [v] * size for k, v in point.items()})
+    frame["batch"] = rng.integers(1, 256, size)
+    if point["mode"] == "serve":
+        frame["input_len"] = rng.integers(64, 4096, size)
+        frame["output_len"] = rng.integers(16, 1024, size)
+    elif "seq_len" in point:
+        frame["seq_len"] = rng.choice([512, 1024, 2048, 4096], size)
+    if point["mode"] == "train":
+        frame["batch"] = frame["batch"] * 8
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        dse.evaluate_many(frame)
+        best = min(best, time.perf_counter() - start)
+    return size / best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    size = 10**5 if args.quick else 10**6
+    dse.evaluate(**POINTS["infer llama-3-8b"])  # load the catalog once
+    calls = 1000 if args.quick else 4000
+    print(f"{'case':<24} {'distinct (eval/s)':>18} {'repeated (eval/s)':>18} {'population (points/s)':>22}")
+    for name, point in POINTS.items():
+        print(f"{name:<24} {single(point, calls, True):>18,.0f} {single(point, calls, False):>18,.0f} "
+              f"{population(point, size):>22,.0f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"population size {size:,}; peak resident memory {peak:,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
