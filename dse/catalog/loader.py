@@ -234,26 +234,28 @@ def _freeze(layer: Mapping) -> tuple:
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in layer.items())
 
 
+def _sourced_fields(raw: Mapping, where: str) -> dict[str, Quantity]:
+    """Every inline-table field of a region, fabric or node entry as a sourced quantity."""
+    return {k: quantity(v, f"{where}.{k}", True, UNITS.get(k)) for k, v in raw.items() if isinstance(v, Mapping)}
+
+
 def region(raw: Mapping, where: str) -> Region:
     name = _text(raw, "name", where)
-    fields = {k: quantity(v, f"{where}[{name}].{k}", True, UNITS.get(k)) for k, v in raw.items()
-              if isinstance(v, Mapping)}
+    fields = _sourced_fields(raw, f"{where}[{name}]")
     return Region(name=name, display=str(raw.get("display", name)), country=str(raw.get("country", "")),
                   fields=fields, aliases=_aliases(raw))
 
 
 def fabric(raw: Mapping, where: str) -> Fabric:
     name = _text(raw, "name", where)
-    fields = {k: quantity(v, f"{where}[{name}].{k}", True, UNITS.get(k)) for k, v in raw.items()
-              if isinstance(v, Mapping)}
+    fields = _sourced_fields(raw, f"{where}[{name}]")
     return Fabric(name=name, display=str(raw.get("display", name)), kind=str(raw.get("kind", "")),
                   fields=fields, aliases=_aliases(raw))
 
 
 def node(raw: Mapping, where: str) -> Node:
     name = _text(raw, "name", where)
-    fields = {k: quantity(v, f"{where}[{name}].{k}", True, UNITS.get(k)) for k, v in raw.items()
-              if isinstance(v, Mapping)}
+    fields = _sourced_fields(raw, f"{where}[{name}]")
     return Node(name=name, display=str(raw.get("display", name)), accelerator=_text(raw, "accelerator", where),
                 accelerators=_positive_int(raw, "accelerators", where), scale_up=str(raw.get("scale_up", "")),
                 scale_out=str(raw.get("scale_out", "")), fields=fields, nics=int(raw.get("nics", 0)),

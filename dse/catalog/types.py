@@ -120,8 +120,18 @@ class CNN:
 Workload = Transformer | CNN
 
 
+class _SourcedFields:
+    """Mixin for definitions whose numbers live in `fields`: SI value of a field, or None if unpublished."""
+
+    __slots__ = ()
+
+    def get(self, key: str) -> float | None:
+        q = self.fields.get(key)
+        return q.si if q else None
+
+
 @dataclass(frozen=True, slots=True)
-class Region:
+class Region(_SourcedFields):
     """A place to run: grid carbon intensity, facility PUE and WUE, and its own electricity price."""
 
     name: str
@@ -130,13 +140,9 @@ class Region:
     fields: Mapping[str, Quantity]
     aliases: tuple[str, ...] = ()
 
-    def get(self, key: str) -> float | None:
-        q = self.fields.get(key)
-        return q.si if q else None
-
 
 @dataclass(frozen=True, slots=True)
-class Fabric:
+class Fabric(_SourcedFields):
     """An interconnect: scale-up (NVLink), scale-out (InfiniBand, RoCE) or host (PCIe)."""
 
     name: str
@@ -145,13 +151,9 @@ class Fabric:
     fields: Mapping[str, Quantity]
     aliases: tuple[str, ...] = ()
 
-    def get(self, key: str) -> float | None:
-        q = self.fields.get(key)
-        return q.si if q else None
-
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class Node(_SourcedFields):
     """A server platform built from accelerators, with its scale-up and scale-out fabrics."""
 
     name: str
@@ -164,10 +166,6 @@ class Node:
     nics: int = 0
     cpu: str = ""
     aliases: tuple[str, ...] = ()
-
-    def get(self, key: str) -> float | None:
-        q = self.fields.get(key)
-        return q.si if q else None
 
 
 @dataclass(frozen=True, slots=True)
