@@ -38,9 +38,11 @@ def table(rows: Iterable[Iterable[object]], header: Iterable[str]) -> str:
 
 def eval_text(config: dict, metrics: dict, notes: list[str]) -> str:
     head = ", ".join(f"{k}={v}" for k, v in config.items())
-    body = table(([k, readable(k, v)] for k, v in metrics.items()), ["metric", "value"])
+    rows = ([k, readable(k, v)] for k, v in metrics.items() if k != "infeasible_reasons")
+    body = table(rows, ["metric", "value"])
+    reasons = "".join(f"\ninfeasible: {r}" for r in metrics.get("infeasible_reasons", []))
     tail = "".join(f"\nnote: {n}" for n in notes)
-    return f"{head}\n\n{body}\n{tail}"
+    return f"{head}\n\n{body}\n{reasons}{tail}"
 
 
 def _q(q: Quantity | None) -> str:
@@ -62,7 +64,7 @@ def catalog_rows(kind: str, items: list) -> tuple[list[str], list[list[str]], li
 
     rows: list[list[str]] = []
     if kind == "hardware":
-        header = ["name", "class", "fp16/bf16 dense", "fp8", "int8", "memory", "bandwidth", "TDP", "sources"]
+        header = ["name", "class", "16-bit dense (fp32 if none)", "fp8", "int8", "memory", "bandwidth", "TDP", "sources"]
         for a in items:
             a: Accelerator
             half = a.peaks.get("bf16") or a.peaks.get("fp16") or a.peaks.get("fp32")
