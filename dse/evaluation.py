@@ -82,9 +82,9 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
     if recompute != "none" and not isinstance(workload, Transformer):
         raise UserInputError("--recompute", recompute, f"none for the CNN {workload.name!r}: activation "
                              "recomputation is modelled for transformers")
-    if mode == "serve" and not isinstance(workload, Transformer):
-        raise UserInputError("--mode", mode, f"infer or train for the CNN {workload.name!r}; serve "
-                             "models LLM prefill and decode")
+    if mode == "serve" and not (isinstance(workload, Transformer) and workload.causal):
+        raise UserInputError("--mode", mode, f"infer or train for {workload.name!r}: serve models the prefill "
+                             "and token-by-token decode of a causal (decoder) language model")
     family = "llm" if isinstance(workload, Transformer) else "cnn"
     for method in compression.methods(ex, structured, zeros):
         cited = [r.describe() for r in accuracy_ranges() if r.method == method and r.family == family]

@@ -450,3 +450,13 @@ def test_errors_do_not_chain_internal_exceptions():
         dse.evaluate(**BASE, batch="abc")
     assert info.value.__cause__ is None
     assert re.search(r"--batch = 'abc' is not allowed", str(info.value))
+
+
+def test_serve_refuses_encoders_and_cnns():
+    for workload in ("bert-large", "vit-b-16", "resnet-50"):
+        assert_names(error_of(workload=workload, hardware="h100", mode="serve"), "--mode", "serve", workload)
+
+
+def test_precision_the_device_cannot_run_lists_what_it_runs():
+    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v4", precision="fp32"), "--precision", "fp32",
+                 "bf16")

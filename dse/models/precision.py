@@ -66,8 +66,8 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
     if device.peak(precision) is None:
         compute = next((p for p in _FALLBACK[precision] if device.peak(p) is not None), "")
         if not compute:
-            raise ValueError(f"{device.name} publishes no {precision} rate nor any of "
-                             f"{', '.join(_FALLBACK[precision]) or 'its fallbacks'}")
+            raise ValueError(f"a precision {device.name} runs: it publishes rates for "
+                             f"{', '.join(device.peaks)} only")
         notes.append(f"{device.name} has no native {precision} arithmetic: computing in {compute}"
                      + (f" with {precision} weights stored and dequantized in the kernel"
                         if BYTES[precision] < BYTES[compute] else ""))
