@@ -85,12 +85,15 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
     if mode == "serve" and not (isinstance(workload, Transformer) and workload.causal):
         raise UserInputError("--mode", mode, f"infer or train for {workload.name!r}: serve models the prefill "
                              "and token-by-token decode of a causal (decoder) language model")
+    eff = calibration.for_class(device.device_class)
+    if not eff.calibrated:
+        notes.append(f"uncalibrated: {device.device_class} efficiency ({eff.basis})")
     family = "llm" if isinstance(workload, Transformer) else "cnn"
     for method in compression.methods(ex, structured, zeros):
         cited = [r.describe() for r in accuracy_ranges() if r.method == method and r.family == family]
         notes += cited or [f"{method} on {family}s: no published accuracy range in the catalog"]
     wb = roofline.weight_bytes_per_element(ex, structured, zeros)
-    return Setup(workload, device, mode, precision, ex, calibration.for_class(device.device_class), wb, speedup,
+    return Setup(workload, device, mode, precision, ex, eff, wb, speedup,
                  recompute, tuple(notes), _link(device),
                  cnn.parameters(workload) if isinstance(workload, CNN) else transformer.parameters(workload))
 

@@ -64,7 +64,8 @@ def catalog_rows(kind: str, items: list) -> tuple[list[str], list[list[str]], li
 
     rows: list[list[str]] = []
     if kind == "hardware":
-        header = ["name", "class", "16-bit dense (fp32 if none)", "fp8", "int8", "memory", "bandwidth", "TDP", "sources"]
+        header = ["name", "class", "16-bit dense (fp32 if none)", "fp8", "int8", "memory", "bandwidth", "TDP",
+                  "sources"]
         for a in items:
             a: Accelerator
             half = a.peaks.get("bf16") or a.peaks.get("fp16") or a.peaks.get("fp32")

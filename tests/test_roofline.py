@@ -6,7 +6,7 @@ from dse.models import roofline
 from dse.models.calibration import Efficiency
 from dse.models.precision import Execution
 
-EFF = Efficiency(tensor=0.5, rows_half=64.0, vector=0.25, memory=0.8, launch=5e-6, basis="test")
+EFF = Efficiency(tensor=0.5, rows_half=64.0, vector=0.25, memory=0.8, launch=5e-6, calibrated=False, basis="test")
 EX = Execution(compute="fp16", tensor_rate=100e12, vector_rate=10e12, stored="fp16", weight_bytes=2.0, act_bytes=2.0,
                kv_bytes=2.0, dequant=False, notes=())
 

@@ -17,7 +17,7 @@ TensorRT-LLM v0.6.1 peak throughput); median absolute error 5.4% on 2026-11-25 (
 (triton-lang/triton issue #4876: 74%, 81% and 85% of peak at M = 256, 1024 and 2048 against an
 asymptote near 87%, i.e. M/(M + M_1/2) with M_1/2 = 45-77; 50 is used), not fitted to the rows.
 `vector` (element-wise kernels) has no calibration rows here and keeps 0.5.
-Classes without rows keep the datacenter-GPU values or range mid-points, as `basis` says.
+Classes without rows use the datacenter-GPU values and every result on them says so in its notes.
 """
 from __future__ import annotations
 
@@ -31,18 +31,28 @@ class Efficiency:
     vector: float
     memory: float
     launch: float
+    calibrated: bool
     basis: str
 
 
+_GPU = dict(tensor=0.75, rows_half=50.0, vector=0.5, memory=0.90)
 BY_CLASS: dict[str, Efficiency] = {
-    "datacenter-gpu": Efficiency(tensor=0.75, rows_half=50.0, vector=0.5, memory=0.90, launch=6e-6,
+    "datacenter-gpu": Efficiency(**_GPU, launch=6e-6, calibrated=True,
                                  basis="fitted by bench/calibrate.py --fit on 2026-11-25"),
-    "datacenter-accel": Efficiency(tensor=0.75, rows_half=50.0, vector=0.5, memory=0.90, launch=6e-6,
-                                   basis="no calibration rows for TPU/Gaudi here: datacenter-gpu values"),
-    "edge-gpu": Efficiency(tensor=0.60, rows_half=50.0, vector=0.5, memory=0.80, launch=10e-6,
-                           basis="no calibration rows: range mid-points"),
-    "mcu": Efficiency(tensor=0.5, rows_half=0.0, vector=0.5, memory=0.9, launch=0.0,
-                      basis="no calibration rows: range mid-points"),
+    "datacenter-accel": Efficiency(**_GPU, launch=6e-6, calibrated=False,
+                                   basis="no TPU or Gaudi measurements in the calibration set; datacenter-GPU "
+                                         "values are used"),
+    "edge-gpu": Efficiency(**_GPU, launch=6e-6, calibrated=False,
+                           basis="no Jetson measurements in the calibration set; datacenter-GPU values are used"),
+    # Derived, not fitted: a CMSIS-NN int8 inner loop on a Cortex-M4 (Lai et al. 2018, "CMSIS-NN",
+    # section 3.1) loads 4 activations and 4 weights (2 LDR, 2 cycles each), widens them to 16 bits
+    # (4 SXTB16, 1 cycle each) and issues 2 SMLAD (1 cycle each, 2 MACs each): 4 MACs in 10 cycles
+    # against the 2 MAC/cycle peak = 0.2 (cycle counts: ARM Cortex-M4 TRM r0p1, table 3-1). Word loads
+    # take 2 cycles, so streaming reaches half the 1 word/cycle bus rate. An MCU kernel is a function
+    # call on one in-order core: no launch queue and no matrix tiles.
+    "mcu": Efficiency(tensor=0.2, rows_half=0.0, vector=0.2, memory=0.5, launch=0.0, calibrated=False,
+                      basis="derived from Cortex-M4 CMSIS-NN instruction timings; no microcontroller "
+                            "measurements in the calibration set"),
 }
 
 
