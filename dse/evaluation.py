@@ -406,6 +406,9 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
             metrics[key] = v.item()
     if notes is not None and not metrics["feasible"]:
         notes.append("does not fit in memory: time metrics are computed as if it did")
+    context = n["input_len"] + n["output_len"] if s.mode == "serve" else n["seq_len"]
+    if notes is not None and isinstance(s.workload, Transformer) and context > s.workload.seq_len:
+        notes.append(f"{_plain(context)} tokens exceed {s.workload.name}'s context length of {s.workload.seq_len}")
     if s.mode == "serve" and "qps" in nums:
         _queueing(metrics, n, notes if notes is not None else [])
     return s, n, given, metrics

@@ -113,3 +113,9 @@ def test_operator_flops_by_hand_for_a_decode_step(wl):
     assert t.act_bytes[names.index("attention")] == 2 * 4 * 4096 * 2 + 4 * 1000 * 2 * 1024 * 2
     assert t.flops_tensor[names.index("logits")] == 2 * 4 * 4096 * 128256
     assert t.repeat[names.index("mlp")] == 32
+
+
+def test_context_beyond_the_model_is_noted():
+    notes = dse.evaluate_point(workload="llama-2-7b", hardware="h100", mode="serve", input_len=8000,
+                               output_len=1000).notes
+    assert any("9000 tokens exceed llama-2-7b's context length of 4096" in n for n in notes)
