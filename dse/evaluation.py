@@ -79,6 +79,9 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
                      "dense matrix units do not skip zeros, so FLOP are unchanged")
     if recompute != "none" and mode != "train":
         raise UserInputError("--recompute", recompute, f"not used in {mode} mode (it applies to train)")
+    if recompute == "selective":
+        notes.append("selective recomputation (of the attention core) is what FlashAttention does by "
+                     "construction: same memory and time as none")
     if recompute != "none" and not isinstance(workload, Transformer):
         raise UserInputError("--recompute", recompute, f"none for the CNN {workload.name!r}: activation "
                              "recomputation is modelled for transformers")
@@ -125,8 +128,7 @@ def _split(x, parts: int, scalar: bool):
 
 def _phase(t: roofline.Timing, k: int, parts: int, scalar: bool) -> roofline.Timing:
     """Phase `k` of a Timing computed over `_phases` columns (without per-operator detail)."""
-    fields = [f for f in roofline.Timing.__slots__ if f != "slowest"]
-    return roofline.Timing(**{f: _split(getattr(t, f), parts, scalar)[k] for f in fields}, slowest=None)
+    return roofline.Timing(**{f: _split(getattr(t, f), parts, scalar)[k] for f in roofline.Timing.__slots__})
 
 
 def _reason(parts: list[tuple[str, float]], capacity: float, where: str) -> str:
@@ -194,12 +196,8 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     gb, dp, mb = n["batch"], n["dp"], n["micro_batch"]
     seq = n["seq_len"]
     accum = gb / (dp * mb)
-    table, fwd = _pass(s, mb, seq, seq, seq, training_pass=True)
-    extra = 0.0
-    if s.recompute == "full":
-        extra = fwd.total
-    elif s.recompute == "selective" and isinstance(w, Transformer):
-        extra = fwd.op_time(table, "attention", s.eff.launch)
+    _, fwd = _pass(s, mb, seq, seq, seq, training_pass=True)
+    extra = fwd.total if s.recompute == "full" else 0.0  # full recomputation repeats the forward
     params = s.params
     shard = params / (dp if n["zero"] >= 1 else 1)
     opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
@@ -213,12 +211,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     else:
         model_flops = 3.0 * cnn.forward_flops(w) * gb
     # HFU counts recomputed work too (Korthikanti et al. 2022, section 6)
-    if s.recompute == "full":
-        hw_flops = model_flops * (1.0 + 1.0 / (1.0 + training.BACKWARD_FACTOR))
-    elif s.recompute == "selective":
-        hw_flops = model_flops + 4.0 * w.layers * w.hidden * seq * gb * seq
-    else:
-        hw_flops = model_flops
+    hw_flops = model_flops * (1.0 + 1.0 / (1.0 + training.BACKWARD_FACTOR)) if s.recompute == "full" else model_flops
     peak = s.ex.tensor_rate * n["gpus"]
     m = {"step_time_s": step, "samples_per_s": samples_per_s,
          "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),

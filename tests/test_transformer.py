@@ -82,7 +82,7 @@ def test_model_flops_follow_palm_convention(wl):
     n = transformer.matmul_parameters_per_token(w)
     tokens, seq = 4096.0, 4096.0
     assert transformer.model_flops(w, tokens, seq, True) == pytest.approx(
-        (6 * n + 12 * 32 * 4096 * seq) * tokens)
+        (6 * n + 12 * 32 * 4096 * (seq + 1) / 2) * tokens)  # a causal query attends (s + 1)/2 keys on average
 
 
 def test_moe_decode_touches_few_experts(wl):

@@ -67,12 +67,6 @@ class Timing:
     memory_bound: object
     flops: object
     bytes: object
-    slowest: object  # per operator instance: max(compute, memory), shape (ops,) or (ops, points)
-
-    def op_time(self, table: OpTable, name: str, launch: float):
-        """Time of one operator over all its instances, launches included."""
-        i = table.names.index(name)
-        return table.repeat[i] * (self.slowest[i] + table.kernels[i] * launch)
 
 
 def weight_bytes_per_element(ex: Execution, sparsity_24: bool, zero_fraction: float) -> float:
@@ -115,8 +109,7 @@ def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, wei
     total = rep @ slowest
     bound_c = rep @ on_compute
     return Timing(total=total + overhead, compute=rep @ t_c, memory=rep @ t_m, overhead=overhead + 0.0 * total,
-                  compute_bound=bound_c, memory_bound=total - bound_c, flops=rep @ (ft + fv), bytes=rep @ nbytes,
-                  slowest=slowest)
+                  compute_bound=bound_c, memory_bound=total - bound_c, flops=rep @ (ft + fv), bytes=rep @ nbytes)
 
 
 def bottleneck(timing: Timing) -> object:

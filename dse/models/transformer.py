@@ -29,13 +29,19 @@ def _mlp_mats(w: Transformer) -> int:
     return 3 if w.ffn == "swiglu" else 2
 
 
+def _attention_weights(w: Transformer) -> int:
+    """Q, K, V and output projections: h*(h + 2*kv_heads*d) + h*h."""
+    return w.hidden * (w.hidden + 2 * w.kv_heads * w.head_dim) + w.hidden * w.hidden
+
+
+def _router_weights(w: Transformer) -> int:
+    return w.hidden * w.experts if w.experts > 1 else 0
+
+
 def layer_weights(w: Transformer) -> float:
     """Weight elements of one transformer layer (all experts), norms included."""
-    kvd = w.kv_heads * w.head_dim
-    attn = w.hidden * (w.hidden + 2 * kvd) + w.hidden * w.hidden
     mlp = _mlp_mats(w) * w.hidden * w.ffn_hidden * w.experts
-    router = w.hidden * w.experts if w.experts > 1 else 0
-    return float(attn + mlp + router + 2 * w.hidden)
+    return float(_attention_weights(w) + mlp + _router_weights(w) + 2 * w.hidden)
 
 
 def parameters(w: Transformer) -> float:
@@ -48,17 +54,22 @@ def parameters(w: Transformer) -> float:
 def matmul_parameters_per_token(w: Transformer) -> float:
     """Parameters a token multiplies by in a forward pass (active experts only, LM head included,
     embedding lookup excluded): the N of the 2N / 6N FLOP-per-token rule (Kaplan et al. 2020)."""
-    kvd = w.kv_heads * w.head_dim
-    attn = w.hidden * (w.hidden + 2 * kvd) + w.hidden * w.hidden
     mlp = _mlp_mats(w) * w.hidden * w.ffn_hidden * w.top_k
-    router = w.hidden * w.experts if w.experts > 1 else 0
-    return float(w.layers * (attn + mlp + router) + w.vocab * w.hidden)
+    return float(w.layers * (_attention_weights(w) + mlp + _router_weights(w)) + w.vocab * w.hidden)
+
+
+def attended_keys(w: Transformer, seq_len):
+    """Mean keys a query attends to in a sequence: all s, or (s + 1)/2 under a causal mask."""
+    return (seq_len + 1.0) / 2.0 if w.causal else seq_len
 
 
 def model_flops(w: Transformer, tokens, seq_len, training: bool):
-    """Model FLOP of a forward (or forward+backward) pass, PaLM's convention (Chowdhery et al. 2022,
-    Appendix B): 6N + 12*L*h*s per trained token, i.e. 2N + 4*L*h*s per forward token."""
-    per_token = 2.0 * matmul_parameters_per_token(w) + 4.0 * w.layers * w.hidden * seq_len
+    """Model FLOP of a forward (or forward+backward) pass: PaLM's 2N + 4*L*h*s per forward token
+    (Chowdhery et al. 2022, Appendix B), with s the keys each query really attends, (s + 1)/2 for a
+    causal model, as FlashAttention-2 counts causal FLOP (Dao 2023, section 4.1). Counting all s
+    keys, as PaLM does, credits work a causal kernel skips and lets MFU exceed 1 at long context.
+    Training triples it (forward + backward)."""
+    per_token = 2.0 * matmul_parameters_per_token(w) + 4.0 * w.layers * w.hidden * attended_keys(w, seq_len)
     return (3.0 if training else 1.0) * per_token * tokens
 
 
@@ -78,46 +89,59 @@ def experts_touched(w: Transformer, tokens):
 #   tokens    = batch * q_len                       new tokens
 #   attended  = batch * q_len * mean context        query-key pairs (causal: upper triangle skipped)
 #   logits    = batch * logit_tokens                positions that need vocabulary logits
-#   kv_rows   = batch * kv_len * ceil(q_len / 128)  K/V rows streamed by FlashAttention-2
-MONOMIALS = ("tokens", "attended", "logits", "kv_rows")
-# Which row count M each matrix operator has (see `dse.models.roofline`): tokens for weight GEMMs,
-# q_len * heads/kv_heads query rows per (sequence, KV head) for attention, logit positions, or none.
-ROWS = (0, 1, 2, 3)
+#   kv_rows   = batch * mean context * ceil(q_len / 128)   K/V rows FlashAttention-2 streams: each block
+#               of 128 query rows reads the keys it attends (causal blocks stop at the diagonal)
+# Each operator's matrix rows M (for the efficiency curve of `dse.models.roofline`) are one of:
+TOKENS, QUERY_ROWS, LOGIT_ROWS, EXPERT_ROWS, NO_GEMM = range(5)
+# tokens for weight GEMMs; q_len * heads/kv_heads query rows per (sequence, KV head) for attention;
+# logit positions; tokens * top_k / experts touched for each expert's GEMM; 1 for element-wise work.
+
+# Element-wise work per element, counted from what each kernel computes (FLOP) and moves (elements):
+# softmax 5 per score (max, subtract, exp, sum, divide); activation 5 per output (SiLU or GELU
+# approximation ~4 plus the SwiGLU product or bias); RMS/LayerNorm 4 per element (square, sum, scale,
+# weight) and two norms per layer; residual add 1 per element, two per layer.
+SOFTMAX_FLOP, ACTIVATION_FLOP, NORM_FLOP = 5, 5, 4
 
 
 @lru_cache(maxsize=256)
 def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
-    """Per-operator coefficients of the monomials: names, repeat, kernels, weight elements, and
-    (ops x 4) matrices for tensor FLOP, vector FLOP and activation bytes. Each row is one operator's
-    accounting; a pass is then ``matrix @ monomials``."""
+    """Per-operator coefficients of the monomials: names, repeat, kernels, row kind, weight elements,
+    and (ops x 4) matrices for tensor FLOP, vector FLOP and activation bytes. Each row is one
+    operator's accounting; a pass is then ``matrix @ monomials``.
+
+    Activation bytes per token: QKV reads h, writes h + 2*kvd; attention reads Q and writes O (2h)
+    plus the K/V rows it streams; the MLP GEMMs read h, write the `mats - 1` up/gate outputs (f each),
+    read the activated f and write h, i.e. 2h + mats*f per routed copy; the activation reads the
+    up/gate outputs and writes one f; each norm and residual add reads and writes h (three for an add)."""
     h, f, d, L = w.hidden, w.ffn_hidden, w.head_dim, w.layers
     kvd = w.kv_heads * d
     mats = _mlp_mats(w)
     k, ab = w.top_k, act_bytes
-    T, Q, G, N = ROWS  # GEMM rows: tokens, attention query rows, logit rows, none
+    mlp_rows = EXPERT_ROWS if w.experts > 1 else TOKENS
     rows = [  # name, repeat, kernels, GEMM rows, weights, tensor FLOP, vector FLOP, activation bytes
-        ("qkv_proj", L, 1, T, h * (h + 2 * kvd), (2 * h * (h + 2 * kvd), 0, 0, 0), (0, 0, 0, 0),
+        ("qkv_proj", L, 1, TOKENS, h * (h + 2 * kvd), (2 * h * (h + 2 * kvd), 0, 0, 0), (0, 0, 0, 0),
          ((2 * h + 2 * kvd) * ab, 0, 0, 0)),
-        ("attention", L, 1, Q, 0, (0, 4 * w.heads * d, 0, 0), (0, 5 * w.heads, 0, 0),
+        ("attention", L, 1, QUERY_ROWS, 0, (0, 4 * w.heads * d, 0, 0), (0, SOFTMAX_FLOP * w.heads, 0, 0),
          (2 * h * ab, 0, 0, 2 * kvd * kv_bytes)),
-        ("out_proj", L, 1, T, h * h, (2 * h * h, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)),
-        ("mlp", L, mats, T, mats * h * f, (2 * k * mats * h * f, 0, 0, 0), (0, 0, 0, 0),
-         ((2 * h * k + 2 * (mats - 1) * k * f) * ab, 0, 0, 0)),
-        ("activation", L, 1, N, 0, (0, 0, 0, 0), (5 * k * f, 0, 0, 0), (mats * k * f * ab, 0, 0, 0)),
-        ("norms", L, 2, N, 0, (0, 0, 0, 0), (8 * h, 0, 0, 0), (4 * h * ab, 0, 0, 0)),
-        ("residual", L, 2, N, 0, (0, 0, 0, 0), (2 * h, 0, 0, 0), (6 * h * ab, 0, 0, 0)),
+        ("out_proj", L, 1, TOKENS, h * h, (2 * h * h, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)),
+        ("mlp", L, mats, mlp_rows, mats * h * f, (2 * k * mats * h * f, 0, 0, 0), (0, 0, 0, 0),
+         ((2 * h + mats * f) * k * ab, 0, 0, 0)),
+        ("activation", L, 1, NO_GEMM, 0, (0, 0, 0, 0), (ACTIVATION_FLOP * k * f, 0, 0, 0),
+         (mats * k * f * ab, 0, 0, 0)),
+        ("norms", L, 2, NO_GEMM, 0, (0, 0, 0, 0), (2 * NORM_FLOP * h, 0, 0, 0), (4 * h * ab, 0, 0, 0)),
+        ("residual", L, 2, NO_GEMM, 0, (0, 0, 0, 0), (2 * h, 0, 0, 0), (6 * h * ab, 0, 0, 0)),
     ]
-    if w.experts > 1:
-        rows.append(("router", L, 2, T, h * w.experts, (2 * h * w.experts, 0, 0, 0), (0, 0, 0, 0),
+    if w.experts > 1:  # router GEMM and top-k selection; fp32 router logits
+        rows.append(("router", L, 2, TOKENS, h * w.experts, (2 * h * w.experts, 0, 0, 0), (0, 0, 0, 0),
                      (h * ab + 4 * w.experts, 0, 0, 0)))
     if w.patch:
         pixels = w.patch * w.patch * w.channels
-        rows.append(("patch_embed", 1, 1, T, pixels * h, (2 * pixels * h, 0, 0, 0), (0, 0, 0, 0),
+        rows.append(("patch_embed", 1, 1, TOKENS, pixels * h, (2 * pixels * h, 0, 0, 0), (0, 0, 0, 0),
                      ((pixels + h) * ab, 0, 0, 0)))
     else:
-        rows.append(("embedding", 1, 1, N, 0, (0, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
-    rows.append(("final_norm", 1, 1, N, 0, (0, 0, 0, 0), (4 * h, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
-    rows.append(("logits", 1, 1, G, h * w.vocab, (0, 0, 2 * h * w.vocab, 0), (0, 0, 0, 0),
+        rows.append(("embedding", 1, 1, NO_GEMM, 0, (0, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
+    rows.append(("final_norm", 1, 1, NO_GEMM, 0, (0, 0, 0, 0), (NORM_FLOP * h, 0, 0, 0), (2 * h * ab, 0, 0, 0)))
+    rows.append(("logits", 1, 1, LOGIT_ROWS, h * w.vocab, (0, 0, 2 * h * w.vocab, 0), (0, 0, 0, 0),
                  (0, 0, h * ab + 4 * w.vocab, 0)))
     names, repeat, kernels, row_kind, weights, ft, fv, act = zip(*rows, strict=True)
     arr = lambda x: np.array(x, dtype=float)  # noqa: E731
@@ -142,17 +166,18 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
     names, repeat, kernels, row_kind, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
     tokens = batch * q_len
     context = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len
-    u = _stack([tokens, tokens * context, batch * logit_tokens, batch * kv_len * np.ceil(q_len / FLASH_BLOCK_ROWS)])
+    u = _stack([tokens, tokens * context, batch * logit_tokens, batch * context * np.ceil(q_len / FLASH_BLOCK_ROWS)])
+    touched = experts_touched(w, tokens)
     if w.experts > 1:  # expert weights actually read: the experts the batch's tokens touch
         moe = np.array([n == "mlp" for n in names])
-        weights = np.multiply.outer(np.where(moe, weights, 0.0), experts_touched(w, tokens)) + (
+        weights = np.multiply.outer(np.where(moe, weights, 0.0), touched) + (
             np.multiply.outer(np.where(moe, 0.0, weights), np.ones_like(tokens)))
     elif u.ndim > 1:
         weights = weights[:, None]  # broadcasts against (ops, points) without a copy
-    row_counts = _stack([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, 1.0 + 0.0 * tokens])
+    row_counts = _stack([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, tokens * w.top_k / touched,
+                         1.0 + 0.0 * tokens])
     return OpTable(names=names, repeat=repeat, weights=weights, flops_tensor=ft @ u, rows=row_counts[row_kind],
-                   flops_vector=fv @ u,
-                   act_bytes=act @ u, kernels=kernels)
+                   flops_vector=fv @ u, act_bytes=act @ u, kernels=kernels)
 
 
 def inference_activation_bytes(w: Transformer, tokens, logit_positions, act_bytes: float):
@@ -163,15 +188,21 @@ def inference_activation_bytes(w: Transformer, tokens, logit_positions, act_byte
 
 
 def training_activation_bytes(w: Transformer, batch, seq_len, recompute: str, act_bytes: float):
-    """Stored activations for the backward pass, Korthikanti et al. 2022 ("Reducing Activation
-    Recomputation in Large Transformer Models"), Table 2 without parallelism, for 16-bit activations:
-    per layer s*b*h*(34 + 5*a*s/h) bytes with no recomputation, 34*s*b*h with selective
-    recomputation of the attention core, 2*s*b*h (the layer input) with full recomputation.
-    Scaled by act_bytes/2 for other widths; fp32 logits (s*b*V*4) are added."""
-    sbh = seq_len * batch * w.hidden
-    per_layer = {"none": sbh * (34.0 + 5.0 * w.heads * seq_len / w.hidden),
-                 "selective": 34.0 * sbh, "full": 2.0 * sbh}[recompute]
-    return w.layers * per_layer * act_bytes / 2.0 + seq_len * batch * w.vocab * 4.0
+    """Activations kept for the backward pass, derived tensor by tensor as Korthikanti et al. 2022
+    ("Reducing Activation Recomputation in Large Transformer Models", section 4.1) do, for this
+    architecture and without dropout (none of these models train with it). Per layer and token:
+    attention keeps the QKV input h, Q h, K and V 2*kvd and the output O h (FlashAttention-2 keeps
+    no score matrix, Dao 2023); the MLP keeps its input h and mats*f (gate, up and activated
+    product for SwiGLU; pre- and post-GELU for GELU) per routed copy; the two norms keep their inputs
+    2h. For GPT-3's shape (kvd = h, GELU, f = 4h) that is 16h elements = 32*s*b*h bytes in 16 bits:
+    Korthikanti's 34*s*b*h less the two dropout masks. `selective` recomputation is what
+    FlashAttention already does, so it keeps the same; `full` keeps only each layer's input (h).
+    fp32 logits (s*b*V*4 bytes) are added."""
+    kvd = w.kv_heads * w.head_dim
+    per_token = {"none": 3 * w.hidden + 2 * kvd + w.hidden + _mlp_mats(w) * w.ffn_hidden * w.top_k + 2 * w.hidden,
+                 "full": w.hidden}
+    elements = per_token["full" if recompute == "full" else "none"]
+    return w.layers * seq_len * batch * elements * act_bytes + seq_len * batch * w.vocab * 4.0
 
 
 # Operators split across tensor-parallel ranks (Shoeybi et al. 2019, Megatron-LM, section 3): attention
