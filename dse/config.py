@@ -2,7 +2,6 @@
 with validation that names the field, the value and what is allowed."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,45 +16,50 @@ RECOMPUTE = ("none", "selective", "full")
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One numeric option: integer or real, its lower bound, and whether the bound is inclusive."""
+    """One numeric option: integer, real, rate (bytes/s) or size (bytes), with its allowed range."""
 
     kind: str  # "int", "real", "rate" (bytes/s), "size" (bytes)
     low: float
+    high: float
     inclusive: bool = True
-    high: float | None = None
     help: str = ""
 
     def allowed(self) -> str:
-        what = {"int": "an integer", "real": "a number", "rate": "a rate", "size": "a size"}[self.kind]
-        rel = ">=" if self.inclusive else ">"
-        text = f"{what} {rel} {self.low:g}"
-        return text + (f" and <= {self.high:g}" if self.high is not None else "")
+        what = {"int": "an integer", "real": "a number", "rate": "a rate (B/s)", "size": "a size (B)"}[self.kind]
+        return f"{what} {'>=' if self.inclusive else '>'} {self.low:g} and <= {self.high:g}"
+
+    def ok(self, v):
+        """Whether `v` (a float or a numpy column) is allowed, element by element."""
+        good = np.isfinite(v) & ((v >= self.low) if self.inclusive else (v > self.low)) & (v <= self.high)
+        return good & (v == np.floor(v)) if self.kind == "int" else good
 
 
+# Ranges are generous but finite, so that no product of options overflows a float.
+BIG = 1e9
 NUMERIC: dict[str, Field] = {
-    "batch": Field("int", 1, help="samples or requests processed together (train: global batch)"),
-    "seq_len": Field("int", 1, help="tokens per sequence (default: the workload's)"),
-    "gpus": Field("int", 1, help="accelerators in the deployment"),
-    "gpus_per_node": Field("int", 1, help="accelerators per node (default 8)"),
-    "tp": Field("int", 1, help="tensor-parallel degree"),
-    "pp": Field("int", 1, help="pipeline-parallel degree"),
-    "dp": Field("int", 1, help="data-parallel degree"),
-    "cp": Field("int", 1, help="context-parallel degree"),
-    "ep": Field("int", 1, help="expert-parallel degree"),
-    "micro_batch": Field("int", 1, help="samples per micro-batch per data-parallel rank"),
-    "global_batch": Field("int", 1, help="samples per optimizer step"),
-    "vp": Field("int", 1, help="virtual pipeline stages per GPU"),
-    "zero": Field("int", 0, high=3, help="ZeRO stage 0-3"),
-    "input_len": Field("int", 1, help="prompt tokens per request (default 512)"),
-    "output_len": Field("int", 1, help="generated tokens per request (default 128)"),
-    "qps": Field("real", 0, inclusive=False, help="request arrival rate, requests/s"),
-    "ttft_slo": Field("real", 0, inclusive=False, help="p99 time-to-first-token target, s"),
-    "itl_slo": Field("real", 0, inclusive=False, help="inter-token latency target, s"),
-    "cpu_workers": Field("int", 1, help="CPU data-loader workers"),
-    "worker_bw": Field("rate", 0, inclusive=False, help="decode/augment rate per worker, e.g. 250MB/s"),
-    "storage_bw": Field("rate", 0, inclusive=False, help="storage read bandwidth, e.g. 3GB/s"),
-    "sample_bytes": Field("size", 0, inclusive=False, help="bytes per sample as read, e.g. 110kB"),
-    "tokens": Field("real", 0, inclusive=False, help="training token budget, e.g. 15e12"),
+    "batch": Field("int", 1, BIG, help="samples or requests processed together (train: global batch)"),
+    "seq_len": Field("int", 1, BIG, help="tokens per sequence (default: the workload's)"),
+    "gpus": Field("int", 1, BIG, help="accelerators in the deployment"),
+    "gpus_per_node": Field("int", 1, 1024, help="accelerators per node (default 8)"),
+    "tp": Field("int", 1, BIG, help="tensor-parallel degree"),
+    "pp": Field("int", 1, BIG, help="pipeline-parallel degree"),
+    "dp": Field("int", 1, BIG, help="data-parallel degree"),
+    "cp": Field("int", 1, BIG, help="context-parallel degree"),
+    "ep": Field("int", 1, BIG, help="expert-parallel degree"),
+    "micro_batch": Field("int", 1, BIG, help="samples per micro-batch per data-parallel rank"),
+    "global_batch": Field("int", 1, BIG, help="samples per optimizer step"),
+    "vp": Field("int", 1, 1024, help="virtual pipeline stages per GPU"),
+    "zero": Field("int", 0, 3, help="ZeRO stage 0-3"),
+    "input_len": Field("int", 1, BIG, help="prompt tokens per request (default 512)"),
+    "output_len": Field("int", 1, BIG, help="generated tokens per request (default 128)"),
+    "qps": Field("real", 0, BIG, inclusive=False, help="request arrival rate, requests/s"),
+    "ttft_slo": Field("real", 0, BIG, inclusive=False, help="p99 time-to-first-token target, s"),
+    "itl_slo": Field("real", 0, BIG, inclusive=False, help="inter-token latency target, s"),
+    "cpu_workers": Field("int", 1, BIG, help="CPU data-loader workers"),
+    "worker_bw": Field("rate", 1, 1e15, help="decode/augment rate per worker, e.g. 250MB/s"),
+    "storage_bw": Field("rate", 1, 1e15, help="storage read bandwidth, e.g. 3GB/s"),
+    "sample_bytes": Field("size", 1, 1e15, help="bytes per sample as read, e.g. 110kB"),
+    "tokens": Field("real", 0, 1e18, inclusive=False, help="training token budget, e.g. 15e12"),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "precision": PRECISIONS, "weight_precision": PRECISIONS, "recompute": RECOMPUTE,
@@ -63,25 +67,34 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Which options each mode uses; any other option given is refused rather than ignored.
 _PIPELINE = {"cpu_workers", "worker_bw", "storage_bw", "sample_bytes"}
 MODE_OPTIONS = {
-    "infer": {"batch", "seq_len", "gpus", "gpus_per_node", "tp", "dp", *_PIPELINE},
+    "infer": {"batch", "seq_len", "gpus", "tp", "dp", *_PIPELINE},
     "serve": {"batch", "input_len", "output_len", "gpus", "gpus_per_node", "tp", "qps", "ttft_slo", "itl_slo"},
     "train": {"batch", "global_batch", "micro_batch", "seq_len", "gpus", "gpus_per_node", "tp", "pp", "dp", "cp",
               "ep", "vp", "zero", "tokens", *_PIPELINE},
 }
 
 
-def check_mode_options(mode: str, given) -> None:
-    """Refuse options the mode does not use (e.g. --zero in serve mode)."""
+def check_mode_options(mode: str, given, transformer: bool) -> None:
+    """Refuse options the mode (or a CNN) does not use, e.g. --zero in serve mode."""
+    if not transformer and "seq_len" in given:
+        raise UserInputError(option("seq_len"), _first(given["seq_len"])[0], "not used by a CNN (its input shape "
+                             "is part of the workload)", hint=_first(given["seq_len"])[1])
     for key in given:
         if key in NUMERIC and key not in MODE_OPTIONS[mode]:
             users = [m for m, keys in MODE_OPTIONS.items() if key in keys]
-            value, row = given[key], ""
-            if np.ndim(value):  # a frame column: name its first row
-                value, row = value[0].item(), "(row 0)"
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
+            value, row = _first(given[key])
             raise UserInputError(option(key), value, f"not used in {mode} mode (it applies to "
                                  f"{' and '.join(users)}); leave it out or NaN on those rows", hint=row)
+
+
+def _first(value) -> tuple[object, str]:
+    """A value as the user wrote it, and for a frame column its first row and where it is."""
+    row = ""
+    if np.ndim(value):
+        value, row = value[0].item(), "(row 0)"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value, row
 
 
 LATER = {  # contract options whose models are not built yet: refused with a clear message, never ignored
@@ -104,11 +117,11 @@ def option(field: str) -> str:
 def check_number(field: str, value: object) -> float:
     """Validate one numeric option; returns it as a float (bytes or bytes/s for rates and sizes)."""
     spec = NUMERIC[field]
-    if spec.kind in ("rate", "size") and isinstance(value, str):
-        return parse_quantity(value, "B/s" if spec.kind == "rate" else "B", option(field),
-                              "bytes/s" if spec.kind == "rate" else "bytes")
     shown = value.item() if isinstance(value, np.generic) else value  # messages echo what was given
-    if isinstance(value, str):
+    if spec.kind in ("rate", "size") and isinstance(value, str):
+        value = parse_quantity(value, "B/s" if spec.kind == "rate" else "B", option(field),
+                               "bytes/s" if spec.kind == "rate" else "bytes")
+    elif isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
@@ -116,9 +129,7 @@ def check_number(field: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise UserInputError(option(field), shown, spec.allowed())
     v = float(value)
-    bad = (not math.isfinite(v) or (v < spec.low if spec.inclusive else v <= spec.low)
-           or (spec.high is not None and v > spec.high) or (spec.kind == "int" and v != int(v)))
-    if bad:
+    if not spec.ok(v):
         raise UserInputError(option(field), shown, spec.allowed())
     return v
 

@@ -328,8 +328,12 @@ def numbers(given: dict, s: Setup) -> dict:
         n["gpus"] = n["dp"] if n["gpus"] is None else n["gpus"]
         _require(n["gpus"] == n["dp"], "gpus", n["gpus"], f"equal to --dp ({_plain(n['dp'])}) "
                  "while tp = pp = 1")
-        _require(n["dp"] <= per_node, "dp", n["dp"], f"at most --gpus-per-node ({_plain(per_node)}): one node for now")
+        field = "dp" if "dp" in given else "gpus"
+        _require(n["dp"] <= per_node, field, n[field], f"at most --gpus-per-node ({_plain(per_node)}): "
+                 "training spans one node for now")
         if n["micro_batch"] is None:
+            _require(n["batch"] % n["dp"] == 0, "batch", n["batch"], f"a multiple of the data-parallel degree "
+                     f"({_plain(n['dp'])}) so every rank gets whole samples")
             n["micro_batch"] = n["batch"] / n["dp"]
         _require(n["batch"] % (n["dp"] * n["micro_batch"]) == 0, "batch", n["batch"],
                  "a multiple of --dp x --micro-batch (whole gradient-accumulation steps)")
@@ -339,7 +343,7 @@ def numbers(given: dict, s: Setup) -> dict:
                      "1 in infer mode (one device); use --mode serve for tensor-parallel inference")
         n["gpus"] = 1.0 if n["gpus"] is None else n["gpus"]
         _require(n["gpus"] == 1, "gpus", n["gpus"], "1 in infer mode (one device)")
-    cfg.check_mode_options(mode, given)
+    cfg.check_mode_options(mode, given, isinstance(w, Transformer))
     _require(n["tokens"] is None or isinstance(w, Transformer), "tokens", n["tokens"],
              f"only for token-based (transformer) workloads, not the CNN {w.name!r}")
     n["pipeline"] = n["cpu_workers"] is not None or n["storage_bw"] is not None
@@ -348,6 +352,9 @@ def numbers(given: dict, s: Setup) -> dict:
                  "a value whenever --cpu-workers or --storage-bw is given")
         _require(n["cpu_workers"] is None or n["worker_bw"] is not None, "worker_bw", None,
                  "a value whenever --cpu-workers is given")
+    else:
+        for key in ("worker_bw", "sample_bytes"):
+            _require(n[key] is None, key, n[key], "used only with --cpu-workers or --storage-bw (the input pipeline)")
     link_bw, latency = s.link
     multi = _anywhere(n["tp"] > 1) or (n["dp"] is not None and _anywhere(n["dp"] > 1))
     _require(link_bw is not None or not multi, "tp" if mode == "serve" else "dp", n["tp"] if mode == "serve"
@@ -370,7 +377,9 @@ def _common(m: dict, checks: list, n: dict, reasons: list) -> dict:
             "memory_per_gpu_bytes": per_gpu, "gpus": n["gpus"], **m}
 
 
-COUNTS = frozenset(("max_batch", "gpus", "cpu_workers_needed", "replicas", "gradient_accumulation_steps"))
+COUNTS = frozenset(("max_batch", "gpus", "cpu_workers_needed", "replicas", "gradient_accumulation_steps",
+                    "replicas_needed", "gpus_needed"))
+SLO_OPTIONS = frozenset(("qps", "ttft_slo", "itl_slo"))
 
 
 def _point(kwargs: dict, notes: list | None) -> tuple:
@@ -402,8 +411,8 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     context = n["input_len"] + n["output_len"] if s.mode == "serve" else n["seq_len"]
     if notes is not None and isinstance(s.workload, Transformer) and context > s.workload.seq_len:
         notes.append(f"{_plain(context)} tokens exceed {s.workload.name}'s context length of {s.workload.seq_len}")
-    if s.mode == "serve" and "qps" in nums:
-        _queueing(metrics, n, notes if notes is not None else [])
+    if s.mode == "serve" and SLO_OPTIONS.intersection(nums):
+        _service_levels(metrics, n, notes if notes is not None else [])
     return s, n, given, metrics
 
 
@@ -418,12 +427,20 @@ def evaluate_point(**kwargs) -> Result:
     return Result(config=config, metrics=metrics, notes=[*s.notes, *notes])
 
 
-def _queueing(m: dict, n: dict, notes: list) -> None:
-    """Tail latency at the request rate and the replicas needed (M/M/c per replica, c = batch slots)."""
-    slots = int(n["batch"])
-    service = m["request_latency_s"]
-    rate = n["qps"]
-    replicas = int(m["replicas"])
+def _service_levels(m: dict, n: dict, notes: list) -> None:
+    """Serve-mode SLO checks and, at a request rate, tail latency and the replicas needed (each
+    replica an M/M/c queue with c = batch slots; see `dse.models.serving`)."""
+    slots, replicas = int(n["batch"]), int(m["replicas"])
+    if n["itl_slo"] is not None and m["itl_s"] > n["itl_slo"]:
+        m["feasible"] = False
+        m["infeasible_reasons"].append(f"inter-token latency {m['itl_s'] * 1e3:.1f} ms > SLO "
+                                       f"{n['itl_slo'] * 1e3:.1f} ms at batch {slots}")
+    if n["qps"] is None:  # no arrivals to queue: the TTFT SLO applies to the bare TTFT
+        if n["ttft_slo"] is not None and m["ttft_s"] > n["ttft_slo"]:
+            m["feasible"] = False
+            m["infeasible_reasons"].append(f"TTFT {m['ttft_s']:.3g} s > SLO {n['ttft_slo']:.3g} s")
+        return
+    service, rate = m["request_latency_s"], n["qps"]
     needed = serving.replicas_needed(rate, slots, service, m["ttft_s"], n["ttft_slo"])
     per = rate / replicas
     m["queue_utilization"] = per * service / slots
@@ -439,10 +456,6 @@ def _queueing(m: dict, n: dict, notes: list) -> None:
         m["feasible"] = False
         m["infeasible_reasons"].append(f"{rate:g} requests/s exceed the capacity of {replicas} replica(s) "
                                        f"({replicas * slots / service:.3g} requests/s); {wanted}")
-    if n["itl_slo"] is not None and m["itl_s"] > n["itl_slo"]:
-        m["feasible"] = False
-        m["infeasible_reasons"].append(f"inter-token latency {m['itl_s'] * 1e3:.1f} ms > SLO "
-                                       f"{n['itl_slo'] * 1e3:.1f} ms at batch {slots}")
     if n["ttft_slo"] is not None and needed is None:
         m["feasible"] = False
         m["infeasible_reasons"].append(f"TTFT {m['ttft_s']:.3g} s without any queueing already exceeds the "
@@ -483,12 +496,7 @@ def _column(values: pd.Series, key: str) -> np.ndarray:
     if values.dtype.kind in "iuf":
         arr = values.to_numpy(dtype=float)
         spec = cfg.NUMERIC[key]
-        ok = np.isfinite(arr) & ((arr >= spec.low) if spec.inclusive else (arr > spec.low))
-        if spec.high is not None:
-            ok &= arr <= spec.high
-        if spec.kind == "int":
-            ok &= arr == np.floor(arr)
-        _require(ok, key, arr, spec.allowed())
+        _require(spec.ok(arr), key, arr, spec.allowed())
         return arr
     parsed = {}
     out = np.empty(len(values))
@@ -548,7 +556,9 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
     Metrics equal `evaluate`'s; `infeasible_reasons` is left out.
     """
     frame = pd.DataFrame(points).reset_index(drop=True)
-    cfg.check_keys({c: frame[c].iloc[0] if len(frame) else None for c in frame.columns})
+    if frame.empty:
+        return pd.DataFrame(index=frame.index)
+    cfg.check_keys({c: frame[c].dropna().iloc[0] if frame[c].notna().any() else None for c in frame.columns})
     out: list[pd.DataFrame] = []
     for c, rows in _groups(frame):
         with _at_rows(rows):
@@ -568,14 +578,14 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
             part = {k: v[start:start + CHUNK] for k, v in nums.items()}
             with _at_rows(rows, start):
                 n = numbers(part, s)
-            out.append(_block(s, n, rows[start:start + CHUNK], "qps" in nums))
+            out.append(_block(s, n, rows[start:start + CHUNK], bool(SLO_OPTIONS.intersection(nums))))
     result = pd.concat(out).sort_index()
     for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
         result[key] = result[key].astype("Int64")
     return result
 
 
-def _block(s: Setup, n: dict, rows, queueing: bool) -> pd.DataFrame:
+def _block(s: Setup, n: dict, rows, service_levels: bool) -> pd.DataFrame:
     """Metrics of a block of design points that share their categorical choices."""
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
@@ -583,18 +593,20 @@ def _block(s: Setup, n: dict, rows, queueing: bool) -> pd.DataFrame:
     metrics = _common(m, checks, n, [])
     metrics.pop("infeasible_reasons")
     block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
-    if queueing:
-        _queue_rows(block, n, len(rows))
+    if service_levels:
+        _service_level_rows(block, n, len(rows))
     return block
 
 
-def _queue_rows(block: pd.DataFrame, n: dict, size: int) -> None:
-    """Queueing is a per-row search; run it row by row for frames that give a request rate."""
+def _service_level_rows(block: pd.DataFrame, n: dict, size: int) -> None:
+    """SLO checks and queueing search, row by row, for frames that give a rate or an SLO."""
+    queued = n["qps"] is not None
     for j, idx in enumerate(block.index):
         row = {k: (float(np.broadcast_to(v, (size,))[j]) if v is not None and np.ndim(v) else v)
                for k, v in n.items()}
         m = {k: block.at[idx, k] for k in ("request_latency_s", "replicas", "ttft_s", "itl_s")}
         m.update(feasible=bool(block.at[idx, "feasible"]), infeasible_reasons=[])
-        _queueing(m, row, [])
-        for k in ("queue_utilization", "ttft_p50_s", "ttft_p99_s", "replicas_needed", "gpus_needed", "feasible"):
+        _service_levels(m, row, [])
+        block.loc[idx, "feasible"] = m["feasible"]
+        for k in ("queue_utilization", "ttft_p50_s", "ttft_p99_s", "replicas_needed", "gpus_needed") if queued else ():
             block.loc[idx, k] = m.get(k, np.nan)

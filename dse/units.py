@@ -5,6 +5,7 @@ FLOP and OP (integer operations) are counted as dimensionless quantities of thei
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import pint
@@ -89,8 +90,8 @@ def parse_quantity(text: str | float | int, default_unit: str, field: str, kind:
         raise UserInputError(field, text, f"a number with a {kind} unit such as "
                              f"{'250MB/s or 2GB/s' if wants_rate else '500kB or 150KiB'}")
     value = number * factor
-    if not value > 0:
-        raise UserInputError(field, text, "a positive amount")
+    if not (value > 0 and math.isfinite(value)):
+        raise UserInputError(field, text, "a positive, finite amount")
     return value
 
 

@@ -144,9 +144,9 @@ def test_max_batch_llama3_8b_h100_by_hand():
 def test_static_and_continuous_formulas_unit():
     # static: 8 requests x 128 tokens over TTFT + 127 decode steps
     assert serving.static_tokens_per_s(8, 128, 0.1, 0.01) == pytest.approx(8 * 128 / (0.1 + 127 * 0.01), rel=1e-12)
-    # continuous (Orca): 8 slots x 128 tokens over 128 shared steps + 8 single prefills
+    # continuous (Orca): 8 slots x 128 tokens; each prefill yields a token, 127 shared decode steps
     assert serving.continuous_tokens_per_s(8, 128, 0.01, 0.02) == pytest.approx(
-        8 * 128 / (128 * 0.01 + 8 * 0.02), rel=1e-12)
+        8 * 128 / (127 * 0.01 + 8 * 0.02), rel=1e-12)
 
 
 def test_throughput_through_evaluate():
@@ -157,7 +157,7 @@ def test_throughput_through_evaluate():
     assert m["tokens_per_s"] == pytest.approx(2 * b * o / m["request_latency_s"], rel=1e-9)
     # the prefill of one request is the TTFT at batch 1 with the same prompt
     one = dse.evaluate(**SERVE, batch=1, input_len=512, output_len=o)["ttft_s"]
-    assert m["continuous_tokens_per_s"] == pytest.approx(2 * b * o / (o * m["itl_s"] + b * one), rel=1e-9)
+    assert m["continuous_tokens_per_s"] == pytest.approx(2 * b * o / ((o - 1) * m["itl_s"] + b * one), rel=1e-9)
 
 
 # --- queueing through dse.evaluate --------------------------------------------------------------------

@@ -149,6 +149,20 @@ def _positive_int(raw: Mapping, key: str, where: str, default: int | None = None
     return value
 
 
+def _bool(raw: Mapping, key: str, where: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise CatalogFileError(f"{where}.{key}", value, "true or false (unquoted TOML booleans)")
+    return value
+
+
+def _year(raw: Mapping, where: str) -> int | None:
+    value = raw.get("year")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1940 <= value <= 2100):
+        raise CatalogFileError(f"{where}.year", value, "a year such as 2023")
+    return value
+
+
 def accelerator(raw: Mapping, where: str, strict: bool) -> Accelerator:
     name = _text(raw, "name", where)
     where = f"{where}[{name}]"
@@ -174,8 +188,8 @@ def accelerator(raw: Mapping, where: str, strict: bool) -> Accelerator:
     if device_class not in DEVICE_CLASSES:
         raise CatalogFileError(f"{where}.class", device_class, f"one of {', '.join(DEVICE_CLASSES)}")
     return Accelerator(name=name.lower(), display=str(raw.get("display", name)), vendor=str(raw.get("vendor", "")),
-                       device_class=device_class, year=raw.get("year"), peaks=peaks, spec=spec,
-                       sparsity_2_4=bool(raw.get("sparsity_2_4", False)), aliases=_aliases(raw),
+                       device_class=device_class, year=_year(raw, where), peaks=peaks, spec=spec,
+                       sparsity_2_4=_bool(raw, "sparsity_2_4", where, False), aliases=_aliases(raw),
                        note=str(raw.get("note", "")))
 
 
@@ -222,10 +236,15 @@ def workload(raw: Mapping, where: str) -> Transformer | CNN:
     if top_k > experts:
         raise CatalogFileError(f"{where}.top_k", top_k, f"at most experts ({experts})")
     extra = {k: _positive_int(raw, k, where) for k in ("patch", "image") if k in raw}
+    default_len = 2048
+    if "patch" in extra and "image" in extra:  # a ViT sees (image/patch)^2 patches and a class token
+        if extra["image"] % extra["patch"]:
+            raise CatalogFileError(f"{where}.image", extra["image"], f"a multiple of patch ({extra['patch']})")
+        default_len = (extra["image"] // extra["patch"]) ** 2 + 1
     return Transformer(**dims, vocab=vocab, kv_heads=kv_heads, ffn=ffn, ffn_hidden=ffn_hidden,
-                       seq_len=_positive_int(raw, "seq_len", where, 2048), experts=experts, top_k=top_k,
-                       tied_embeddings=bool(raw.get("tied_embeddings", False)),
-                       causal=bool(raw.get("causal", True)), channels=int(raw.get("channels", 3)),
+                       seq_len=_positive_int(raw, "seq_len", where, default_len), experts=experts, top_k=top_k,
+                       tied_embeddings=_bool(raw, "tied_embeddings", where, False),
+                       causal=_bool(raw, "causal", where, True), channels=_positive_int(raw, "channels", where, 3),
                        **extra, **common)
 
 

@@ -4,8 +4,9 @@ A request of I input and O output tokens is prefilled in one pass (time to first
 then decoded one token per step; each decode step reads every weight once for the whole batch and
 each sequence's KV cache (Pope et al. 2023, "Efficiently Scaling Transformer Inference", section 2).
 The prefill yields the first token; decode step k = 1 .. O-1 attends to I + k keys, so the mean
-inter-token latency (ITL) is the decode step at the mean context I + O/2, exact because a step's
-time is affine in the context length.
+inter-token latency (ITL) is taken as the decode step at the mean context I + O/2 (exact where a
+step's time is affine in the context, i.e. while no operator changes between compute- and
+memory-bound along the way).
 
 Queueing: a replica with c = batch slots and per-request service time S is an M/M/c queue; the
 probability of waiting is Erlang C and the waiting time beyond it is exponential with rate
@@ -29,10 +30,10 @@ def static_tokens_per_s(batch, output_len, ttft, itl):
 
 
 def continuous_tokens_per_s(batch, output_len, itl, prefill_one):
-    """Continuous batching (Yu et al. 2022, Orca): `batch` slots stay full; each request costs
-    O decode steps shared by the batch plus its own prefill. Per replica:
-    batch * O / (O * ITL + batch * prefill_one)."""
-    return batch * output_len / (output_len * itl + batch * prefill_one)
+    """Continuous batching (Yu et al. 2022, Orca): `batch` slots stay full; each request's prefill
+    yields its first token and its other O - 1 come from decode steps shared by the batch. Per
+    replica: batch * O / ((O - 1) * ITL + batch * prefill_one)."""
+    return batch * output_len / ((output_len - 1) * itl + batch * prefill_one)
 
 
 def erlang_c(servers: int, load: float) -> float:
