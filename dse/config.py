@@ -52,6 +52,7 @@ NUMERIC: dict[str, Field] = {
     "zero": Field("int", 0, 3, help="ZeRO stage 0-3"),
     "input_len": Field("int", 1, BIG, help="prompt tokens per request (default 512)"),
     "output_len": Field("int", 1, BIG, help="generated tokens per request (default 128)"),
+    "prefill_batch": Field("int", 1, BIG, help="prompts prefilled per pass (default: the whole batch at once)"),
     "qps": Field("real", 0, BIG, inclusive=False, help="request arrival rate, requests/s"),
     "ttft_slo": Field("real", 0, BIG, inclusive=False, help="p99 time-to-first-token target, s"),
     "itl_slo": Field("real", 0, BIG, inclusive=False, help="inter-token latency target, s"),
@@ -68,7 +69,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 _PIPELINE = {"cpu_workers", "worker_bw", "storage_bw", "sample_bytes"}
 MODE_OPTIONS = {
     "infer": {"batch", "seq_len", "gpus", "tp", "dp", *_PIPELINE},
-    "serve": {"batch", "input_len", "output_len", "gpus", "gpus_per_node", "tp", "qps", "ttft_slo", "itl_slo"},
+    "serve": {"batch", "input_len", "output_len", "prefill_batch", "gpus", "gpus_per_node", "tp", "qps", "ttft_slo",
+              "itl_slo"},
     "train": {"batch", "global_batch", "micro_batch", "seq_len", "gpus", "gpus_per_node", "tp", "pp", "dp", "cp",
               "ep", "vp", "zero", "tokens", *_PIPELINE},
 }

@@ -156,34 +156,46 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
 
 
 def serve(s: Setup, n: dict) -> tuple[dict, list]:
-    """Prefill + decode on one tensor-parallel replica; deployment throughput over its replicas."""
+    """Prefill + decode on one tensor-parallel replica; deployment throughput over its replicas.
+
+    The batch's prompts are prefilled `prefill_batch` at a time (default: all in one pass), in
+    ceil(batch / prefill_batch) equal passes; the TTFT is their sum (the last request's first token)
+    and the working memory is one pass's activations."""
     w = s.workload
     b, i, o, tp = n["batch"], n["input_len"], n["output_len"], n["tp"]
-    # the three phases (prefill of the batch, decode at mean context, prefill of one request) run as
+    # the three phases (one prefill pass, decode at mean context, prefill of one request) run as
     # columns of one pass: [prefill | decode | prefill-one] for each design point
     scalar = np.ndim(b) == 0
     one, i, o, tp = (x + 0.0 * b for x in (1.0, i, o, tp))  # every column shaped like the batch
+    passes = np.ceil(b / (b if n["prefill_batch"] is None else n["prefill_batch"]))
+    per_pass = b / passes
     tps = _phases(scalar, tp, tp, tp)
-    _, t = _pass(s, _phases(scalar, b, b, one), _phases(scalar, i, one, i),
+    _, t = _pass(s, _phases(scalar, per_pass, b, one), _phases(scalar, i, one, i),
                  _phases(scalar, i, i + o / 2.0, i), 1.0, tp=tps)
-    comm = transformer.tp_allreduce_time(w, _phases(scalar, b * i, b, i), tps, s.ex.act_bytes,
+    comm = transformer.tp_allreduce_time(w, _phases(scalar, per_pass * i, b, i), tps, s.ex.act_bytes,
                                          n["link_bw"], n["link_latency"])
-    ttft, itl, pf1 = _split(t.total + comm, 3, scalar)
+    prefill, itl, pf1 = _split(t.total + comm, 3, scalar)
+    ttft = passes * prefill
     comm_dec = _split(comm, 3, scalar)[1]
     dec = _phase(t, 1, 3, scalar)
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, s.ex.kv_bytes)
     kv_share = np.maximum(1.0 / tp, 1.0 / w.kv_heads)  # KV heads split over TP ranks, replicated past kv_heads
     weights = s.params * s.weight_bytes / tp
-    work = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp
+    act_prompt = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp  # one prompt's live set
+    work = per_pass * act_prompt
     cap = s.device.memory_capacity
+    if n["prefill_batch"] is None:  # each added request adds its KV cache and its prompt's activations
+        largest = serving.max_batch(cap, weights, kv_seq * kv_share + act_prompt)
+    else:
+        largest = serving.max_batch(cap, weights + n["prefill_batch"] * act_prompt, kv_seq * kv_share)
     replicas = n["gpus"] / tp
     per_replica = serving.static_tokens_per_s(b, o, ttft, itl)
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1) * itl,
-         "kv_cache_bytes": kv_seq * b, "max_batch": serving.max_batch(cap, weights + work, kv_seq * kv_share),
+         "kv_cache_bytes": kv_seq * b, "max_batch": largest,
          "tokens_per_s": per_replica * replicas,
          "continuous_tokens_per_s": serving.continuous_tokens_per_s(b, o, itl, pf1) * replicas,
          "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
-         "prefill_compute_time_s": _split(t.compute, 3, scalar)[0], "decode_memory_time_s": dec.memory,
+         "prefill_compute_time_s": passes * _split(t.compute, 3, scalar)[0], "decode_memory_time_s": dec.memory,
          "bottleneck": roofline.bottleneck(dec)}
     parts = [("weights", weights), ("KV cache", kv_seq * b * kv_share), ("activations", work)]
     return m, [(parts, cap, "of accelerator memory per GPU")]
@@ -316,6 +328,8 @@ def numbers(given: dict, s: Setup) -> dict:
     heads = w.heads if isinstance(w, Transformer) else 1
     tp, per_node = n["tp"], n["gpus_per_node"]
     if mode == "serve":
+        _require(n["prefill_batch"] is None or n["prefill_batch"] <= n["batch"], "prefill_batch",
+                 n["prefill_batch"], f"at most --batch ({_plain(n['batch'])})")
         _require(heads % tp == 0, "tp", tp, f"a divisor of {w.name}'s {heads} attention heads")
         _require(tp <= per_node, "tp", tp, f"at most --gpus-per-node ({_plain(per_node)}): serve TP stays in a node")
         n["gpus"] = tp if n["gpus"] is None else n["gpus"]

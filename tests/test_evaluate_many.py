@@ -38,13 +38,13 @@ def assert_rows_match(frame: pd.DataFrame, out: pd.DataFrame, rows=None) -> None
             assert pd.isna(got[key]), (i, key, got[key])
 
 
-NON_SERVE = [
-    dict(workload="resnet-50", hardware="a100", mode="train", precision="bf16", batch=256, seq_len=np.nan),  # CNNs take no seq_len
+NON_SERVE = [  # CNN rows leave seq_len empty: a CNN takes none
+    dict(workload="resnet-50", hardware="a100", mode="train", precision="bf16", batch=256, seq_len=np.nan),
     dict(workload="bert-large", hardware="v100", mode="infer", precision="fp16", batch=32, seq_len=512),
-    dict(workload="resnet-50", hardware="h100", mode="infer", precision="int8", batch=64, seq_len=np.nan),  # CNNs take no seq_len
+    dict(workload="resnet-50", hardware="h100", mode="infer", precision="int8", batch=64, seq_len=np.nan),
     dict(workload="llama-3-8b", hardware="h100", mode="train", precision="bf16", batch=8, seq_len=2048),
     dict(workload="llama-3-8b", hardware="h100", mode="train", precision="bf16", batch=16, seq_len=1024),
-    dict(workload="resnet-50", hardware="a100", mode="train", precision="bf16", batch=128, seq_len=np.nan),  # CNNs take no seq_len
+    dict(workload="resnet-50", hardware="a100", mode="train", precision="bf16", batch=128, seq_len=np.nan),
     dict(workload="llama-3-8b", hardware="a100", mode="infer", precision="fp8", batch=2, seq_len=1024),
     dict(workload="llama-3-70b", hardware="h100", mode="infer", precision="fp16", batch=1, seq_len=128),
 ]

@@ -76,6 +76,7 @@ def test_serving_capacity():
     assert a["at_max"]["feasible"] and not a["beyond"]["feasible"]
     assert a["at_max"]["kv_cache_bytes"] > 4 * a["at_max"]["weights_bytes"]
     assert a["by_precision"]["fp8"] == (capacity - weights / 2 - working / 2) // (kv / 2)
+    assert a["all_prompts_in_one_pass"] == (capacity - weights) // (kv + working) == 82
 
 
 def test_quantization():

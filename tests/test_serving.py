@@ -134,11 +134,17 @@ def test_max_batch_llama3_8b_h100_by_hand():
     # working activations of one prompt: input, QKV and the SwiGLU intermediate (x2 live) per token,
     # plus fp32 logits of one position
     work = i * (2 * H + 2 * KVD + 2 * F) * 2 + V * 4
-    expected = (H100_CAPACITY - weights - work) // kv_per_seq
-    assert expected == 832
+    # all prompts prefilled in one pass (the default): every request adds its KV cache and its prompt
+    expected = (H100_CAPACITY - weights) // (kv_per_seq + work)
+    assert expected == 562  # 69,838,823,424 B / (83,886,080 + 40,358,912) B
     assert m["max_batch"] == expected
     assert m["kv_cache_bytes"] == 8 * kv_per_seq
-    assert m["memory_per_gpu_bytes"] == weights + 8 * kv_per_seq + work
+    assert m["memory_per_gpu_bytes"] == weights + 8 * kv_per_seq + 8 * work
+    # one prompt per prefill pass: the working memory is one prompt's, and only the KV cache grows
+    one = dse.evaluate(**SERVE, batch=8, input_len=i, output_len=o, prefill_batch=1)
+    assert one["max_batch"] == (H100_CAPACITY - weights - work) // kv_per_seq == 832
+    assert one["memory_per_gpu_bytes"] == weights + 8 * kv_per_seq + work
+    assert one["ttft_s"] == pytest.approx(8 * dse.evaluate(**SERVE, batch=1, input_len=i, output_len=o)["ttft_s"])
 
 
 def test_static_and_continuous_formulas_unit():
