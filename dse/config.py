@@ -148,7 +148,7 @@ def sparsity(value: object) -> tuple[bool, float]:
     if value is None:
         return False, 0.0
     if str(value).strip() == "2:4":
-        return True, 0.5
+        return True, 0.0
     try:
         f = float(value)
     except (TypeError, ValueError):

@@ -79,6 +79,14 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
                      "dense matrix units do not skip zeros, so FLOP are unchanged")
     if recompute != "none" and mode != "train":
         raise UserInputError("--recompute", recompute, f"not used in {mode} mode (it applies to train)")
+    if mode == "train" and (precision in ("int8", "int4", "fp4") or weight_precision):
+        field = "--weight-precision" if weight_precision else "--precision"
+        raise UserInputError(field, weight_precision or precision, "fp32, tf32, bf16, fp16 or fp8 arithmetic in "
+                             "train mode, without weight-only quantization")
+    if mode == "train" and precision == "fp8":
+        notes.append("fp8 training keeps 16-bit weights and gradients and casts them per GEMM (Transformer Engine)")
+    if mode == "serve" and ex.kv_bytes < 2:
+        notes.append(f"KV cache stored in {ex.compute} ({ex.kv_bytes:g} B/element)")
     if recompute == "selective":
         notes.append("selective recomputation (of the attention core) is what FlashAttention does by "
                      "construction: same memory and time as none")
@@ -133,8 +141,9 @@ def _phase(t: roofline.Timing, k: int, parts: int, scalar: bool) -> roofline.Tim
 
 def _reason(parts: list[tuple[str, float]], capacity: float, where: str) -> str:
     total = sum(v for _, v in parts)
-    shown = " + ".join(f"{name} {format_bytes(v)}" for name, v in parts if v > 0)
-    return f"{shown} = {format_bytes(total)} > {format_bytes(capacity)} {where}"
+    shown = [f"{name} {format_bytes(v)}" for name, v in parts if v > 0]
+    total_text = "" if len(shown) == 1 else f" = {format_bytes(total)}"
+    return f"{' + '.join(shown)}{total_text} > {format_bytes(capacity)} {where}"
 
 
 def infer(s: Setup, n: dict) -> tuple[dict, list]:
@@ -146,13 +155,18 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
         act = cnn.peak_activation_elements(w) * batch * s.ex.act_bytes
     else:
         act = transformer.inference_activation_bytes(w, batch * seq, batch, s.ex.act_bytes)
-    parts = [("weights", s.params * s.weight_bytes), ("activations", act)]
+    weights = s.params * s.weight_bytes
+    if s.device.get("flash"):  # a microcontroller keeps its weights in flash and works in SRAM
+        checks = [([("weights", weights)], s.device.get("flash"), "of flash"),
+                  ([("activations", act)], s.device.memory_capacity, "of SRAM")]
+    else:
+        checks = [([("weights", weights), ("activations", act)], s.device.memory_capacity, "of accelerator memory")]
     m = {"latency_s": t.total, "throughput_per_s": batch / t.total, "compute_time_s": t.compute,
          "memory_time_s": t.memory, "overhead_time_s": t.overhead, "arithmetic_intensity": t.flops / t.bytes,
          "flops": t.flops, "bottleneck": roofline.bottleneck(t)}
     if isinstance(w, Transformer):
         m["tokens_per_s"] = batch * seq / t.total
-    return m, [(parts, s.device.memory_capacity, "of accelerator memory")]
+    return m, checks
 
 
 def serve(s: Setup, n: dict) -> tuple[dict, list]:
@@ -213,8 +227,12 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     params = s.params
     shard = params / (dp if n["zero"] >= 1 else 1)
     opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
-    grad_bytes = s.ex.act_bytes
-    comm = communication.ring_allreduce_time(params * grad_bytes, dp, n["link_bw"], n["link_latency"]) * (dp > 1)
+    # fp8 training keeps 16-bit weights and gradients and casts per GEMM (NVIDIA Transformer Engine)
+    grad_bytes = state_bytes = max(s.ex.act_bytes, 2.0)
+    # ZeRO-1/2 reduce-scatter gradients and all-gather weights: the all-reduce volume; ZeRO-3 also
+    # gathers the weights again for the backward: 1.5x (Rajbhandari et al. 2020, section 7.2)
+    comm = communication.ring_allreduce_time(params * grad_bytes, dp, n["link_bw"], n["link_latency"]) * (
+        1.5 if n["zero"] == 3 else 1.0)
     micro_time = fwd.total * (1.0 + training.BACKWARD_FACTOR) + extra
     step = micro_time * accum + opt + comm
     samples_per_s = gb / step
@@ -240,7 +258,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
         act = cnn.training_activation_elements(w) * mb * s.ex.act_bytes
     else:
         act = transformer.training_activation_bytes(w, mb, seq, s.recompute, s.ex.act_bytes)
-    state = training.model_state_bytes(params, s.weight_bytes, grad_bytes, dp, n["zero"])
+    state = training.model_state_bytes(params, state_bytes, grad_bytes, dp, n["zero"])
     parts = [("weights+gradients+optimizer", state), ("activations", act)]
     return m, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
 
@@ -416,9 +434,7 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     for key, v in metrics.items():
         if key in COUNTS:
             metrics[key] = int(v)
-        elif isinstance(v, np.bool_):
-            metrics[key] = bool(v)
-        elif isinstance(v, np.ndarray):  # 0-d results of numpy reductions
+        elif isinstance(v, np.generic | np.ndarray):  # numpy scalars and 0-d results become Python values
             metrics[key] = v.item()
     if notes is not None and not metrics["feasible"]:
         notes.append("does not fit in memory: time metrics are computed as if it did")
@@ -569,9 +585,10 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
     group's numeric columns go through the models as numpy arrays, in chunks of `CHUNK` rows.
     Metrics equal `evaluate`'s; `infeasible_reasons` is left out.
     """
-    frame = pd.DataFrame(points).reset_index(drop=True)
-    if frame.empty:
-        return pd.DataFrame(index=frame.index)
+    given = pd.DataFrame(points)
+    if given.empty:
+        return pd.DataFrame(index=given.index)
+    frame = given.reset_index(drop=True)  # positions; the caller's index is put back at the end
     cfg.check_keys({c: frame[c].dropna().iloc[0] if frame[c].notna().any() else None for c in frame.columns})
     out: list[pd.DataFrame] = []
     for c, rows in _groups(frame):
@@ -596,6 +613,7 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
     result = pd.concat(out).sort_index()
     for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
         result[key] = result[key].astype("Int64")
+    result.index = given.index
     return result
 
 

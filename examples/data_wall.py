@@ -7,9 +7,8 @@ Each sample is read as a decoded 224x224x3 fp16 tensor: 301,056 B, 77.07 MB per 
 Where the seed is wrong: its compute times (51.9 / 41.9 / 7.9 ms) mix two mlsysim versions (the
 A100 figure is from 0.3.0, the others from 0.1.1) and count FLOP at peak only. A training step
 also streams its activations, weights and optimizer state through HBM; counting those, a batch-256
-step takes tens of ms on every GPU (H100 ~50 ms, i.e. ~5,000 images/s, in line with published
-H100 ResNet-50 training rates), so 3 GB/s keeps all three busy. The wall is real but sits lower:
-we report the storage bandwidth below which each GPU starts to wait.
+step takes 50-200 ms (H100 ~50 ms, about 5,000 images/s), so 3 GB/s keeps all three busy. The
+wall is real but sits lower: we report the storage bandwidth below which each GPU starts to wait.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ How do ridge points move across V100, A100, H100?
 Answered with `--mode serve`: "LLM inference at batch 1" is the decode step, one token per step,
 which reads every weight once; its time per token is the inter-token latency (ITL).
 Where the seed is off: it expects ~1.7x (the bandwidth ratio). The bytes per step are identical on
-both GPUs, so the memory time does scale by exactly 1.64x, but each step also pays ~290 kernel
+both GPUs, so the memory time does scale by exactly 1.64x, but each step also pays 355 kernel
 launches that no bandwidth buys back, so the per-token speedup is lower (about 1.45x here). And the
 crossover to compute-bound does not come at a fixed batch: the KV-cache reads grow with the batch as
 fast as the GEMM arithmetic, so on H100 decode stays memory-bound at this context.

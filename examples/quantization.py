@@ -6,7 +6,7 @@ decode speedup closer to 8x or 4x, and why?
 Answers in brief: int4 weights are 1/8 of fp32 (87.5% saved) and 1/4 of fp16 (75% saved). The H100
 has no int4 tensor cores, so int4 runs as weight-only quantization (W4A16): int4 weights are read
 and dequantized to fp16 inside each GEMM. Batch-1 decode is memory-bound, so the speedup follows the
-bytes per step, but not all of them shrink: the KV cache, the activations and ~290 kernel launches
+bytes per step, but not all of them shrink: the KV cache, the activations and 355 kernel launches
 per step stay, so int4 decodes about 2x faster than fp16, not 4x (and never 8x: fp32 is not the
 baseline anyone serves). At batch 256 the step is dominated by KV-cache reads and fp16 arithmetic,
 which int4 weights do not shrink (dequantization even adds a little); fp8, native on H100, halves

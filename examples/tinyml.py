@@ -49,7 +49,7 @@ def main() -> None:
     print("Validation: MLPerf Tiny measured 72.7-181.9 ms on a 120 MHz Cortex-M4 (136-341 ms scaled to 64 MHz) "
           "and 16.7 ms on a 280 MHz Cortex-M7.")
     mb = a["mobilenet"]
-    print(f"MobileNetV2 on nRF52840: feasible={mb['feasible']}: {mb['infeasible_reasons'][0]}")
+    print(f"MobileNetV2 on nRF52840: feasible={mb['feasible']}: {'; '.join(mb['infeasible_reasons'])}")
     print("Closing the gap: a faster core (ESP32-S3 vector unit, Cortex-M7) or a smaller model; the binding "
           "constraint on the M4 is compute, not memory.")
 

@@ -104,14 +104,14 @@ def test_transformer_rows_with_default_seq_len():
     assert_rows_match(frame, out)
 
 
-def test_input_index_is_ignored_and_rows_keep_their_order():
+def test_input_index_is_kept_and_rows_keep_their_order():
     frame = pd.DataFrame(SERVE[:5])
     frame["mode"] = "serve"
     plain = dse.evaluate_many(frame)
     shuffled_labels = frame.set_axis([10, 3, 7, 3, "x"])  # unordered, duplicated, mixed-type labels
     out = dse.evaluate_many(shuffled_labels)
-    assert list(out.index) == [0, 1, 2, 3, 4]  # positions, whatever the input's labels
-    pd.testing.assert_frame_equal(out, plain)
+    assert list(out.index) == [10, 3, 7, 3, "x"]  # the caller's rows, in the caller's order
+    pd.testing.assert_frame_equal(out.reset_index(drop=True), plain)
     listed = dse.evaluate_many(frame.to_dict("records"))
     pd.testing.assert_frame_equal(listed, plain)
     assert_rows_match(shuffled_labels, out)
@@ -121,7 +121,7 @@ def test_reversed_frame_gives_reversed_rows():
     frame = pd.DataFrame(NON_SERVE)
     out = dse.evaluate_many(frame)
     back = dse.evaluate_many(frame.iloc[::-1])
-    assert list(back.index) == list(range(len(frame)))
+    assert list(back.index) == list(reversed(range(len(frame))))
     # same values row for row; column order follows the first group met, so it may differ
     pd.testing.assert_frame_equal(back.iloc[::-1].reset_index(drop=True), out, check_dtype=False, check_like=True)
 

@@ -49,7 +49,6 @@ class Accelerator:
     sparsity_2_4: bool = False
     aliases: tuple[str, ...] = ()
     note: str = ""
-    source_file: str = ""
 
     def peak(self, precision: str) -> float | None:
         q = self.peaks.get(precision)

@@ -8,11 +8,13 @@ Five numbers per class, never per device or per measurement row:
   launch      fixed cost per kernel launch (s).
 
 Datacenter GPUs: `tensor`, `memory` and `launch` come from `bench/calibrate.py --fit`, a grid search
-restricted to the published ranges (bench/SOURCES-research.md): best-shape bf16 cuBLAS GEMMs reach
-0.80-0.86 of dense peak on H100/A100; BabelStream reaches 0.87-0.92 of peak HBM bandwidth; a kernel
-launch costs 1.3-9.6 us (CUDA Graphs blog 2019; Hazy Research 2025). The fit minimises the median
-error over the 25 rows of bench/calibration/inference.csv (MLPerf Inference ResNet-50 Offline,
-TensorRT-LLM v0.6.1 peak throughput); median absolute error 5.4% on 2026-11-25 (bench/README.md).
+over tensor 0.60-0.90 (best-shape bf16 cuBLAS GEMMs reach 0.80-0.86 of dense peak on H100/A100,
+and real layer shapes less), memory 0.80-0.93 (BabelStream reaches 0.87-0.92 of peak HBM
+bandwidth) and launch 1-6 us (published per-kernel costs: 1.3 us with CUDA graphs on H100 to
+9.6 us with a synchronisation per launch on V100; CUDA Graphs blog 2019, Hazy Research 2025). The
+fit lands on tensor 0.75, memory 0.90 and launch 6 us, the top of its launch range, and
+minimises the median error over the 25 rows of bench/calibration/inference.csv (MLPerf Inference
+ResNet-50 Offline, TensorRT-LLM v0.6.1 peak throughput): 5.1% on 2026-11-25 (bench/README.md).
 `rows_half` is set from cuBLAS fp16 GEMMs on A100 in their compute-bound range
 (triton-lang/triton issue #4876: 74%, 81% and 85% of peak at M = 256, 1024 and 2048 against an
 asymptote near 87%, i.e. M/(M + M_1/2) with M_1/2 = 45-77; 50 is used), not fitted to the rows.

@@ -20,6 +20,6 @@ def methods(ex: Execution, structured: bool, zero_fraction: float) -> list[str]:
         out.append(ex.compute)
     if structured:
         out.append("2:4 sparsity")
-    elif zero_fraction >= 0.4:
-        out.append("unstructured 50% sparsity")
+    elif zero_fraction > 0:
+        out.append(f"unstructured {zero_fraction:.0%} sparsity")
     return out

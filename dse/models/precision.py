@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dse.catalog.types import PRECISIONS, Accelerator
+from dse.catalog.types import Accelerator
 
 BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5, "int8": 1.0, "int4": 0.5}
 
@@ -75,10 +75,8 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
     if BYTES[stored] > BYTES[precision]:
         raise ValueError(f"weight precision {stored} is wider than the arithmetic {precision}")
     weight_bytes = BYTES[stored]
-    act_bytes = BYTES[compute] if BYTES[precision] < BYTES[compute] else BYTES[precision]
-    if compute in ("int8", "int4"):
-        act_bytes = BYTES[compute]  # integer GEMMs quantize activations too (W8A8, Xiao et al. 2023; W4A4)
-    dequant = weight_bytes < BYTES[compute] and not (compute in ("int8", "int4") and weight_bytes >= 0.5)
+    act_bytes = BYTES[compute]  # activations in the arithmetic's width (integer GEMMs: W8A8, Xiao et al. 2023)
+    dequant = weight_bytes < BYTES[compute]
     if weight_precision and weight_bytes < BYTES[compute]:
         notes.append(f"weights stored in {stored} ({weight_bytes:g} B/element), arithmetic in {compute}: "
                      "dequantization adds element-wise work inside each weight GEMM")
@@ -89,6 +87,3 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
                      weight_bytes=weight_bytes, act_bytes=act_bytes, kv_bytes=act_bytes,
                      dequant=dequant, notes=tuple(notes))
 
-
-def check_precision(name: str) -> bool:
-    return name in PRECISIONS

@@ -88,7 +88,8 @@ def weight_bytes_per_element(ex: Execution, sparsity_24: bool, zero_fraction: fl
 def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, weight_bytes: float,
         tensor_speedup: float = 1.0) -> Timing:
     """Time a pass on one device. `tensor_speedup` multiplies the matrix rate of weight GEMMs (2 for
-    2:4 sparse tensor cores); dequantization adds 2 vector FLOP per weight element (scale and convert)
+    2:4 sparse tensor cores); dequantization adds 2 vector FLOP per weight element (convert and scale,
+    as fused weight-only kernels do: Lin et al. 2024, AWQ, section 4; Frantar et al. 2024, MARLIN)
     inside the GEMM, where it competes with the arithmetic but overlaps the memory traffic.
 
     Sums over operators are ``repeat @ x``, which reduces (ops,) to a number and (ops, points) to a

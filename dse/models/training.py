@@ -16,8 +16,12 @@ import numpy as np
 
 BACKWARD_FACTOR = 2.0
 OPTIMIZER_STATE_BYTES = 12.0  # fp32 master weights, Adam momentum and variance
-ADAM_BYTES_MOVED = 28.0  # read grad (2) + master, m, v (12); write master, m, v (12) + 16-bit weights (2)
-ADAM_FLOPS = 10.0  # per parameter: moment updates, bias correction, sqrt, divide, scale
+# Adam's update (Kingma & Ba 2015, Algorithm 1) per parameter, as one fused streaming kernel:
+# read the 16-bit gradient (2 B) and the fp32 master weight, m and v (12 B); write master, m, v (12 B)
+# and the 16-bit weight copy (2 B); about 10 FLOP (two moment updates of 2-3 each, bias corrections,
+# square root, divide, scale and subtract).
+ADAM_BYTES_MOVED = 28.0
+ADAM_FLOPS = 10.0
 
 
 def optimizer_time(params_local, bandwidth: float, vector_rate: float, eff_memory: float, eff_vector: float):
