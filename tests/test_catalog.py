@@ -68,7 +68,8 @@ def test_transformer_parameters_match_published_sizes(wl, name, published, tol):
 
 
 def test_mixtral_active_parameters(wl):
-    # 12.9B active per token (Jiang et al. 2024): matmul parameters minus the LM head plus the embedding row
+    # 12.9B active per token (Jiang et al. 2024): the matmul parameters (LM head included) plus the
+    # input embedding table
     w = wl("mixtral-8x7b")
     active = transformer.matmul_parameters_per_token(w) + w.vocab * w.hidden
     assert active == pytest.approx(12.9e9, rel=0.01)
