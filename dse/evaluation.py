@@ -438,6 +438,9 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
             metrics[key] = v.item()
     if notes is not None and not metrics["feasible"]:
         notes.append("does not fit in memory: time metrics are computed as if it did")
+    if notes is not None and n["tp"] > 1 and not any(node.accelerator == s.device.name for node in registry("nodes")):
+        notes.append(f"no catalog node joins {s.device.name} GPUs: tensor parallelism uses the device's own "
+                     f"scale-up bandwidth; check that its links reach {_plain(n['tp'])} GPUs (bridges join pairs)")
     context = n["input_len"] + n["output_len"] if s.mode == "serve" else n["seq_len"]
     if notes is not None and isinstance(s.workload, Transformer) and context > s.workload.seq_len:
         notes.append(f"{_plain(context)} tokens exceed {s.workload.name}'s context length of {s.workload.seq_len}")
