@@ -186,8 +186,11 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
     tps = _phases(scalar, tp, tp, tp)
     _, t = _pass(s, _phases(scalar, per_pass, b, one), _phases(scalar, i, one, i),
                  _phases(scalar, i, i + o / 2.0, i), 1.0, tp=tps)
-    comm = transformer.tp_allreduce_time(w, _phases(scalar, per_pass * i, b, i), tps, s.ex.act_bytes,
-                                         n["link_bw"], n["link_latency"])
+    if scalar and tp == 1:  # one GPU per replica: nothing to all-reduce
+        comm = np.zeros(3)
+    else:
+        comm = transformer.tp_allreduce_time(w, _phases(scalar, per_pass * i, b, i), tps, s.ex.act_bytes,
+                                             n["link_bw"], n["link_latency"])
     prefill, itl, pf1 = _split(t.total + comm, 3, scalar)
     ttft = passes * prefill
     comm_dec = _split(comm, 3, scalar)[1]
