@@ -148,8 +148,16 @@ def _per_sample(cnn: CNN, training: bool) -> tuple:
         if training and layer["conv"]:  # batch-norm and ReLU as their own kernels (read + write each)
             rows.append((layer["name"] + ".bn_relu", 0.0, 0.0, 1.0, 6.0 * layer["act_out"],
                          4.0 * layer["act_out"], 2.0))
-    names, weights, ft, gemm_rows, fv, act, kernels = zip(*rows, strict=True)
-    return names, *(np.array(col) for col in (weights, ft, gemm_rows, fv, act, kernels))
+    # identical layers (the repeated blocks of a stage) become one operator with a repeat count
+    counts: dict[tuple, int] = {}
+    first: dict[tuple, str] = {}
+    for name, *values in rows:
+        key = tuple(values)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, name)
+    names = tuple(first[key] for key in counts)
+    weights, ft, gemm_rows, fv, act, kernels = (np.array(col) for col in zip(*counts, strict=True))
+    return names, np.array(list(counts.values()), dtype=float), weights, ft, gemm_rows, fv, act, kernels
 
 
 @lru_cache(maxsize=64)
@@ -178,10 +186,10 @@ def peak_activation_elements(cnn: CNN) -> float:
 
 def pass_ops(cnn: CNN, batch, act_bytes: float, training: bool = False) -> OpTable:
     """Operators of one forward pass over `batch` samples (a float or a numpy column)."""
-    names, weights, ft, gemm_rows, fv, act, kernels = _per_sample(cnn, training)
+    names, repeat, weights, ft, gemm_rows, fv, act, kernels = _per_sample(cnn, training)
     scale = np.multiply.outer
     if np.ndim(batch):
         weights = weights[:, None]  # broadcasts against (ops, points) without a copy
-    return OpTable(names=names, repeat=np.ones_like(kernels), weights=weights, flops_tensor=scale(ft, batch),
+    return OpTable(names=names, repeat=repeat, weights=weights, flops_tensor=scale(ft, batch),
                    rows=scale(gemm_rows, batch), flops_vector=scale(fv, batch),
                    act_bytes=scale(act * act_bytes, batch), kernels=kernels)
