@@ -194,7 +194,7 @@ def accelerator(raw: Mapping, where: str, strict: bool) -> Accelerator:
 
 
 def workload(raw: Mapping, where: str) -> Transformer | CNN:
-    name = str(raw.get("name", Path(where).stem)).lower()
+    name = str(raw.get("name", "")).lower() or where
     family = raw.get("family")
     common = dict(name=name, display=str(raw.get("display", name)), source=str(raw.get("source", "")),
                   date=str(raw.get("date", "")), note=str(raw.get("note", "")), aliases=_aliases(raw))
@@ -338,7 +338,7 @@ def load_hardware_file(path: str) -> Accelerator:
 def load_workload_file(path: str) -> Transformer | CNN:
     """A workload from a user TOML file (DESIGN.md 4.1: family, layers, hidden, heads, vocab, ...)."""
     raw = _single(_read_toml(path, "--workload-file"), "workload")
-    return workload(raw, f"--workload-file {path}")
+    return workload({"name": Path(path).stem, **raw}, f"--workload-file {path}")
 
 
 @cache
