@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from dse import evaluation as ev
+from dse import config, modes
 from dse.catalog import registry
 from dse.models import calibration
 
@@ -56,12 +56,12 @@ def predict(row: dict, eff: calibration.Efficiency | None = None) -> float:
     """Per-accelerator throughput the models give for a row (samples/s or output tokens/s per GPU)."""
     p = dict(row["point"])
     w, dev = registry("workloads").get(p["workload"], "w"), registry("hardware").get(p["hardware"], "h")
-    s = ev.setup(w, dev, p["mode"], p["precision"], None, None, "none")
+    s = modes.setup(w, dev, p["mode"], p["precision"], None, None, "none")
     if eff is not None:
         s = dataclasses.replace(s, eff=eff)
-    nums = {k: float(v) for k, v in p.items() if k in ev.cfg.NUMERIC}
-    n = ev.numbers(nums, s)
-    m, _ = ev.MODELS[s.mode](s, n)
+    nums = {k: float(v) for k, v in p.items() if k in config.NUMERIC}
+    n = config.numbers(nums, s)
+    m, _ = modes.MODELS[s.mode](s, n)
     if s.mode == "infer":
         return float(m["throughput_per_s"])
     return float(m["tokens_per_s"]) / n["tp"]

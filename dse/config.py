@@ -1,14 +1,19 @@
 """A design point's inputs: the option table shared by `dse eval`, `dse.evaluate` and `evaluate_many`,
-with validation that names the field, the value and what is allowed."""
+with validation that names the field, the value and what is allowed, and the defaults and derived
+degrees (`numbers`) that the models read. Checks work on one value or on a numpy column."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dse.catalog import PRECISIONS, Accelerator, Workload, load_hardware_file, load_workload_file, registry
+from dse.catalog import PRECISIONS, Accelerator, Transformer, Workload, load_hardware_file, load_workload_file, registry
 from dse.errors import UnknownNameError, UserInputError
 from dse.units import parse_quantity
+
+if TYPE_CHECKING:
+    from dse.modes import Setup
 
 MODES = ("infer", "train", "serve")
 RECOMPUTE = ("none", "selective", "full")
@@ -178,3 +183,91 @@ def check_keys(given: dict) -> None:
         if key in LATER and value is not None:
             raise UserInputError(option(key), value, f"not available yet: the {LATER[key]} arrive in a "
                                  "later release; leave it out")
+
+
+def require(ok, field: str, value, allowed: str) -> None:
+    """Raise a UserInputError for the first design point where `ok` is false (row-aware for columns)."""
+    if ok is True or ok is np.True_ or (np.ndim(ok) and ok.all()):
+        return
+    if np.ndim(ok):
+        row = int(np.argmin(ok))
+        shown = value[row] if np.ndim(value) else value
+        raise UserInputError(option(field), plain(shown), allowed, hint=f"(row {row})")
+    raise UserInputError(option(field), plain(value), allowed)
+
+
+def anywhere(condition) -> bool:
+    return bool(condition.any()) if np.ndim(condition) else bool(condition)
+
+
+def plain(v):
+    """A number as the user would write it: 4 rather than 4.0 or np.float64(4.0)."""
+    if isinstance(v, float | np.floating):
+        return int(v) if float(v).is_integer() else float(v)
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def numbers(given: dict, s: Setup) -> dict:
+    """Validated numeric inputs with defaults and derived degrees; floats or numpy columns."""
+    w, mode = s.workload, s.mode
+    n = dict(NUMERIC_DEFAULTS)
+    n.update(given)
+    if n["seq_len"] is None:
+        n["seq_len"] = float(w.seq_len)
+    if n["global_batch"] is not None:
+        require(n["global_batch"] == n["batch"] if "batch" in given else True,
+                 "global_batch", n["global_batch"], "equal to --batch (in train mode they name the same thing)")
+        n["batch"] = n["global_batch"]
+    for key in ("pp", "cp", "ep", "vp"):
+        require(n[key] == 1, key, n[key], "1 for now: pipeline, context and expert parallelism "
+                 "arrive with the distributed-training model")
+    heads = w.heads if isinstance(w, Transformer) else 1
+    tp, per_node = n["tp"], n["gpus_per_node"]
+    if mode == "serve":
+        require(n["prefill_batch"] is None or n["prefill_batch"] <= n["batch"], "prefill_batch",
+                 n["prefill_batch"], f"at most --batch ({plain(n['batch'])})")
+        require(heads % tp == 0, "tp", tp, f"a divisor of {w.name}'s {heads} attention heads")
+        require(tp <= per_node, "tp", tp, f"at most --gpus-per-node ({plain(per_node)}): serve TP stays in a node")
+        n["gpus"] = tp if n["gpus"] is None else n["gpus"]
+        require(n["gpus"] % tp == 0, "gpus", n["gpus"], f"a multiple of --tp ({plain(tp)}) in serve mode")
+    elif mode == "train":
+        require(tp == 1, "tp", tp, "1 for now: tensor-parallel training arrives with the "
+                 "distributed-training model (use --dp inside a node)")
+        if n["dp"] is None:
+            n["dp"] = 1.0 if n["gpus"] is None else n["gpus"]
+        n["gpus"] = n["dp"] if n["gpus"] is None else n["gpus"]
+        require(n["gpus"] == n["dp"], "gpus", n["gpus"], f"equal to --dp ({plain(n['dp'])}) "
+                 "while tp = pp = 1")
+        field = "dp" if "dp" in given else "gpus"
+        require(n["dp"] <= per_node, field, n[field], f"at most --gpus-per-node ({plain(per_node)}): "
+                 "training spans one node for now")
+        if n["micro_batch"] is None:
+            require(n["batch"] % n["dp"] == 0, "batch", n["batch"], f"a multiple of the data-parallel degree "
+                     f"({plain(n['dp'])}) so every rank gets whole samples")
+            n["micro_batch"] = n["batch"] / n["dp"]
+        require(n["batch"] % (n["dp"] * n["micro_batch"]) == 0, "batch", n["batch"],
+                 "a multiple of --dp x --micro-batch (whole gradient-accumulation steps)")
+    else:
+        for key in ("tp", "dp"):
+            require(n[key] is None or n[key] == 1, key, n[key],
+                     "1 in infer mode (one device); use --mode serve for tensor-parallel inference")
+        n["gpus"] = 1.0 if n["gpus"] is None else n["gpus"]
+        require(n["gpus"] == 1, "gpus", n["gpus"], "1 in infer mode (one device)")
+    check_mode_options(mode, given, isinstance(w, Transformer))
+    require(n["tokens"] is None or isinstance(w, Transformer), "tokens", n["tokens"],
+             f"only for token-based (transformer) workloads, not the CNN {w.name!r}")
+    n["pipeline"] = n["cpu_workers"] is not None or n["storage_bw"] is not None
+    if n["pipeline"]:
+        require(n["sample_bytes"] is not None, "sample_bytes", None,
+                 "a value whenever --cpu-workers or --storage-bw is given")
+        require(n["cpu_workers"] is None or n["worker_bw"] is not None, "worker_bw", None,
+                 "a value whenever --cpu-workers is given")
+    else:
+        for key in ("worker_bw", "sample_bytes"):
+            require(n[key] is None, key, n[key], "used only with --cpu-workers or --storage-bw (the input pipeline)")
+    link_bw, latency = s.link
+    multi = anywhere(n["tp"] > 1) or (n["dp"] is not None and anywhere(n["dp"] > 1))
+    require(link_bw is not None or not multi, "tp" if mode == "serve" else "dp", n["tp"] if mode == "serve"
+             else n["dp"], f"1: {s.device.name} publishes no scale-up bandwidth to communicate over")
+    n["link_bw"], n["link_latency"] = link_bw or np.inf, latency
+    return n
