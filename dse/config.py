@@ -62,9 +62,9 @@ NUMERIC: dict[str, Field] = {
     "ttft_slo": Field("real", 0, BIG, inclusive=False, help="p99 time-to-first-token target, s"),
     "itl_slo": Field("real", 0, BIG, inclusive=False, help="inter-token latency target, s"),
     "cpu_workers": Field("int", 1, BIG, help="CPU data-loader workers"),
-    "worker_bw": Field("rate", 1, 1e15, help="decode/augment rate per worker, e.g. 250MB/s"),
-    "storage_bw": Field("rate", 1, 1e15, help="storage read bandwidth, e.g. 3GB/s"),
-    "sample_bytes": Field("size", 1, 1e15, help="bytes per sample as read, e.g. 110kB"),
+    "worker_bw": Field("rate", 1e3, 1e15, help="decode/augment rate per worker, e.g. 250MB/s"),
+    "storage_bw": Field("rate", 1e3, 1e15, help="storage read bandwidth, e.g. 3GB/s"),
+    "sample_bytes": Field("size", 1, 1e12, help="bytes per sample as read, e.g. 110kB"),
     "tokens": Field("real", 0, 1e18, inclusive=False, help="training token budget, e.g. 15e12"),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -268,6 +268,7 @@ def numbers(given: dict, s: Setup) -> dict:
     link_bw, latency = s.link
     multi = anywhere(n["tp"] > 1) or (n["dp"] is not None and anywhere(n["dp"] > 1))
     require(link_bw is not None or not multi, "tp" if mode == "serve" else "dp", n["tp"] if mode == "serve"
-             else n["dp"], f"1: {s.device.name} publishes no scale-up bandwidth to communicate over")
+            else n["dp"], f"1: no catalog node says how {s.device.name} GPUs connect (link bandwidth and "
+            "latency), so parallelism across them is not modelled")
     n["link_bw"], n["link_latency"] = link_bw or np.inf, latency
     return n

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from dse import config as cfg
-from dse.catalog import Transformer, registry
+from dse.catalog import Transformer
 from dse.errors import UserInputError
 from dse.modes import MODELS, Setup, common, service_levels, setup, with_data_pipeline
 
@@ -48,17 +48,16 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
-    metrics = common(m, checks, n, [])
+    metrics = common(m, checks, n, [], s.ex.compute)
     for key, v in metrics.items():
         if key in COUNTS:
             metrics[key] = int(v)
         elif isinstance(v, np.generic | np.ndarray):  # numpy scalars and 0-d results become Python values
             metrics[key] = v.item()
+    if notes is not None and s.mode == "train" and n["dp"] > 1:
+        notes.append("the gradient all-reduce is not overlapped with the backward pass: an upper bound on the step")
     if notes is not None and not metrics["feasible"]:
         notes.append("does not fit in memory: time metrics are computed as if it did")
-    if notes is not None and n["tp"] > 1 and not any(node.accelerator == s.device.name for node in registry("nodes")):
-        notes.append(f"no catalog node joins {s.device.name} GPUs: tensor parallelism uses the device's own "
-                     f"scale-up bandwidth; check that its links reach {cfg.plain(n['tp'])} GPUs (bridges join pairs)")
     context = n["input_len"] + n["output_len"] if s.mode == "serve" else n["seq_len"]
     if notes is not None and isinstance(s.workload, Transformer) and context > s.workload.seq_len:
         notes.append(f"{cfg.plain(context)} tokens exceed {s.workload.name}'s context length of {s.workload.seq_len}")
@@ -74,7 +73,9 @@ def evaluate_point(**kwargs) -> Result:
     w = s.workload
     shown = {k: cfg.plain(v) for k, v in n.items() if (k in given or k == "gpus" or (
         k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))) and k in cfg.NUMERIC}
-    config = {"workload": w.name, "hardware": s.device.name, "mode": s.mode, "precision": s.precision, **shown}
+    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute") if k in given}
+    config = {"workload": w.name, "hardware": s.device.name, "mode": s.mode, "precision": s.precision, **chosen,
+              **shown}
     return Result(config=config, metrics=metrics, notes=[*s.notes, *notes])
 
 
@@ -83,8 +84,8 @@ def evaluate(**kwargs) -> dict:
 
     The models are pure functions of the options, so a repeated point (samplers over discrete spaces
     revisit many) is answered from a cache of recent results; each call gets its own copy."""
-    try:
-        metrics = _cached_metrics(tuple(sorted(kwargs.items())))
+    try:  # the type is part of the key: True == 1 but batch=True is refused
+        metrics = _cached_metrics(tuple(sorted((k, type(v).__name__, v) for k, v in kwargs.items())))
     except TypeError:  # an unhashable option value: evaluate (and let validation name it)
         return _point(kwargs, None)[3]
     return {**metrics, "infeasible_reasons": list(metrics["infeasible_reasons"])}
@@ -92,7 +93,7 @@ def evaluate(**kwargs) -> dict:
 
 @lru_cache(maxsize=1 << 16)
 def _cached_metrics(options: tuple) -> dict:
-    return _point(dict(options), None)[3]
+    return _point({k: v for k, _, v in options}, None)[3]
 
 
 _setup_cached = lru_cache(maxsize=4096)(setup)
@@ -122,10 +123,14 @@ CHUNK = 1 << 17  # rows per pass through the models: bounds memory at ~1 GB for 
 
 
 def _groups(frame: pd.DataFrame):
-    """Yield (categorical choices, row labels) for each distinct combination in the frame; columns
-    that hold one value (or are absent) are not grouped on."""
+    """Yield (categorical choices, row labels) for each distinct combination in the frame. Rows are
+    also grouped by which numeric cells are empty, so that inside a group an option is given on
+    every row or on none (an empty cell takes the default, as an absent keyword does). Columns that
+    hold one value (or are absent) are not grouped on."""
     fixed = {k: cfg.DEFAULTS.get(k) for k in CATEGORICAL if k not in frame}
-    varying = []
+    frame = frame.assign(**{f"{k} is empty": frame[k].isna() for k in cfg.NUMERIC
+                            if k in frame and frame[k].isna().any() and frame[k].notna().any()})
+    varying = [k for k in frame.columns if k.endswith(" is empty")]
     for key in (k for k in CATEGORICAL if k in frame):
         col = frame[key]
         first = col.iloc[0] if len(col) else None
@@ -141,7 +146,7 @@ def _groups(frame: pd.DataFrame):
     for combo, rows in labels.groupby(by, dropna=False, sort=False).groups.items():
         combo = combo if isinstance(combo, tuple) else (combo,)
         yield {**fixed, **{k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-                           for k, v in zip(varying, combo, strict=True)}}, rows
+                           for k, v in zip(varying, combo, strict=True) if k in CATEGORICAL}}, rows
 
 
 @contextmanager
@@ -179,11 +184,6 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
             s = _setup_cached(w, dev, cats["mode"], cats["precision"], cats["weight_precision"], c["sparsity"],
                               cats["recompute"])
             sub = frame.loc[rows]
-            for k in (k for k in cfg.NUMERIC if k in sub):
-                missing = sub[k].isna().to_numpy()
-                if missing.any() and not missing.all():
-                    raise UserInputError(cfg.option(k), None, "a value on every row that has the same workload, "
-                                         "hardware and mode, or on none", hint=f"(row {int(np.argmax(missing))})")
             nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
         for start in range(0, len(rows), CHUNK):
             part = {k: v[start:start + CHUNK] for k, v in nums.items()}
@@ -202,7 +202,7 @@ def _block(s: Setup, n: dict, rows, service_levels: bool) -> pd.DataFrame:
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
-    metrics = common(m, checks, n, [])
+    metrics = common(m, checks, n, [], s.ex.compute)
     metrics.pop("infeasible_reasons")
     block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
     if service_levels:

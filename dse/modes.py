@@ -70,6 +70,10 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
         field = "--weight-precision" if weight_precision else "--precision"
         raise UserInputError(field, weight_precision or precision, "fp32, tf32, bf16, fp16 or fp8 arithmetic in "
                              "train mode, without weight-only quantization")
+    if mode == "train" and ex.weight_bytes < ex.act_bytes:
+        raise UserInputError("--precision", precision, f"one {device.name} computes in for training: it has no "
+                             f"native {precision}, and training does not store weights narrower than its "
+                             f"arithmetic ({ex.compute})")
     if mode == "train" and precision == "fp8":
         notes.append("fp8 training keeps 16-bit weights and gradients and casts them per GEMM (Transformer Engine)")
     if mode == "serve" and ex.kv_bytes < 2:
@@ -86,7 +90,8 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
     eff = calibration.for_class(device.device_class)
     if not eff.calibrated:
         notes.append(f"uncalibrated: {device.device_class} efficiency ({eff.basis})")
-    family = "llm" if isinstance(workload, Transformer) else "cnn"
+    family = "llm" if isinstance(workload, Transformer) and workload.causal else (
+        "cnn" if isinstance(workload, CNN) else "encoder")
     for method in compression.methods(ex, structured, zeros):
         cited = [r.describe() for r in accuracy_ranges() if r.method == method and r.family == family]
         notes += cited or [f"{method} on {family}s: no published accuracy range in the catalog"]
@@ -150,7 +155,7 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
         checks = [([("weights", weights), ("activations", act)], s.device.memory_capacity, "of accelerator memory")]
     m = {"latency_s": t.total, "throughput_per_s": batch / t.total, "compute_time_s": t.compute,
          "memory_time_s": t.memory, "overhead_time_s": t.overhead, "arithmetic_intensity": t.flops / t.bytes,
-         "flops": t.flops, "bottleneck": roofline.bottleneck(t)}
+         "flop": t.flops, "bottleneck": roofline.bottleneck(t)}
     if isinstance(w, Transformer):
         m["tokens_per_s"] = batch * seq / t.total
     return m, checks
@@ -161,7 +166,7 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
 
     The batch's prompts are prefilled `prefill_batch` at a time (default: all in one pass), in
     ceil(batch / prefill_batch) equal passes; the TTFT is their sum (the last request's first token)
-    and the working memory is one pass's activations."""
+    and the working memory is the activations of a full pass of prefill_batch prompts."""
     w = s.workload
     b, i, o, tp = n["batch"], n["input_len"], n["output_len"], n["tp"]
     # the three phases (one prefill pass, decode at mean context, prefill of one request) run as
@@ -186,7 +191,7 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
     kv_share = np.maximum(1.0 / tp, 1.0 / w.kv_heads)  # KV heads split over TP ranks, replicated past kv_heads
     weights = s.params * s.weight_bytes / tp
     act_prompt = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp  # one prompt's live set
-    work = per_pass * act_prompt
+    work = (b if n["prefill_batch"] is None else n["prefill_batch"]) * act_prompt
     cap = s.device.memory_capacity
     if n["prefill_batch"] is None:  # each added request adds its KV cache and its prompt's activations
         largest = serving.max_batch(cap, weights, kv_seq * kv_share + act_prompt)
@@ -215,14 +220,14 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     _, fwd = _pass(s, mb, seq, seq, seq, training_pass=True)
     extra = fwd.total if s.recompute == "full" else 0.0  # full recomputation repeats the forward
     params = s.params
-    shard = params / (dp if n["zero"] >= 1 else 1)
+    shard = params / np.where(n["zero"] >= 1, dp, 1.0)
     opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
     # fp8 training keeps 16-bit weights and gradients and casts per GEMM (NVIDIA Transformer Engine)
     grad_bytes = state_bytes = max(s.ex.act_bytes, 2.0)
     # ZeRO-1/2 reduce-scatter gradients and all-gather weights: the all-reduce volume; ZeRO-3 also
     # gathers the weights again for the backward: 1.5x (Rajbhandari et al. 2020, section 7.2)
     comm = communication.ring_allreduce_time(params * grad_bytes, dp, n["link_bw"], n["link_latency"]) * (
-        1.5 if n["zero"] == 3 else 1.0)
+        np.where(n["zero"] == 3, 1.5, 1.0))
     micro_time = fwd.total * (1.0 + training.BACKWARD_FACTOR) + extra
     step = micro_time * accum + opt + comm
     samples_per_s = gb / step
@@ -286,18 +291,21 @@ def with_data_pipeline(m: dict, n: dict, s: Setup) -> dict:
 
 
 def _link(device: Accelerator) -> tuple[float | None, float]:
-    """One direction of the device's scale-up link (B/s) and the per-step latency of its fabric."""
-    bw = device.get("scale_up_bandwidth")
-    latency = 0.0
-    for node in registry("nodes"):
-        if node.accelerator == device.name:
-            fabric = next((f for f in registry("fabrics") if f.name == node.scale_up), None)
-            latency = (fabric.get("latency") if fabric else None) or 0.0
-            break
-    return (bw / 2.0 if bw else None), latency
+    """One direction of the scale-up link between the device's GPUs (B/s) and the per-step latency
+    of that fabric, from the catalog node built from the device; (None, 0) when no node says how its
+    GPUs connect (PCIe cards with bridges, TPUs, Gaudi), so that parallelism is refused, not guessed."""
+    node = next((node for node in registry("nodes") if node.accelerator == device.name), None)
+    fabric = next((f for f in registry("fabrics") if node and f.name == node.scale_up), None)
+    if fabric is None:
+        return None, 0.0
+    bw = device.get("scale_up_bandwidth") or fabric.get("bandwidth")
+    return bw / 2.0, fabric.get("latency") or 0.0
 
 
-def common(m: dict, checks: list, n: dict, reasons: list) -> dict:
+def common(m: dict, checks: list, n: dict, reasons: list, compute: str) -> dict:
+    """The metrics every mode reports (DESIGN.md 4.1): memory feasibility against each check's capacity,
+    with reasons in numbers for a single point, the bottleneck, the arithmetic actually used, and
+    the mode's own metrics."""
     feasible = True
     per_gpu = 0.0
     for parts, capacity, where in checks:
@@ -308,6 +316,7 @@ def common(m: dict, checks: list, n: dict, reasons: list) -> dict:
         if not np.ndim(ok) and not ok:
             reasons.append(_reason(parts, capacity, where))
     return {"feasible": feasible, "infeasible_reasons": reasons, "bottleneck": m.pop("bottleneck"),
+            "compute_precision": compute,
             "memory_per_gpu_bytes": per_gpu, "gpus": n["gpus"], **m}
 
 

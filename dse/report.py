@@ -111,7 +111,7 @@ def catalog_json(kind: str, item) -> dict:
     """One catalog entry as JSON: its name, its fields, each number with unit, source and date."""
     if kind == "hardware":
         return {"name": item.name, "display": item.display, "vendor": item.vendor, "class": item.device_class,
-                "year": item.year, "aliases": list(item.aliases), "sparsity_2_4": item.sparsity_2_4,
+                "year": item.year, "aliases": list(item.aliases), "sparsity_2_4": item.sparsity_2_4, "note": item.note,
                 "peak": {k: q.as_dict() for k, q in item.peaks.items()},
                 "spec": {k: q.as_dict() for k, q in item.spec.items()}}
     if kind == "workloads":

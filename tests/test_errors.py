@@ -421,8 +421,9 @@ def test_evaluate_many_value_shown_plainly():
     assert "np.float64" not in msg
 
 
-def test_evaluate_many_missing_cell_names_row():
-    assert_names(many_error(frame(batch=[1, 2, None], seq_len=[64] * 3)), "--batch", "row 2")
+def test_evaluate_many_empty_cell_takes_the_default():
+    out = dse.evaluate_many(frame(batch=[1, 2, None], seq_len=[64] * 3))
+    assert out["latency_s"].iloc[2] == dse.evaluate(**BASE, seq_len=64)["latency_s"]  # batch 1
 
 
 # ---------------------------------------------------------------- 12. options not built yet

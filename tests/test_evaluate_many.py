@@ -126,11 +126,12 @@ def test_reversed_frame_gives_reversed_rows():
     pd.testing.assert_frame_equal(back.iloc[::-1].reset_index(drop=True), out, check_dtype=False, check_like=True)
 
 
-def test_partly_missing_numeric_column_in_a_group_is_refused():
-    frame = pd.DataFrame([dict(workload="llama-3-8b", hardware="h100", mode="serve", batch=b) for b in (1, 2)])
-    frame["qps"] = [1.0, np.nan]
-    with pytest.raises(dse.UserInputError, match="--qps"):
-        dse.evaluate_many(frame)
+def test_empty_cells_are_options_not_given():
+    frame = pd.DataFrame([dict(workload="llama-3-8b", hardware="h100", mode="serve", batch=b) for b in (1, 2, 4)])
+    frame["qps"] = [1.0, np.nan, 2.0]
+    out = dse.evaluate_many(frame)
+    assert pd.isna(out.loc[1, "queue_utilization"]) and out.loc[0, "queue_utilization"] > 0
+    assert_rows_match(frame, out)
 
 
 def test_ten_thousand_rows():

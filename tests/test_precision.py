@@ -64,7 +64,7 @@ def test_int8_on_a100_is_native_w8a8(hw):
 def test_weight_precision_wider_than_arithmetic_is_refused(hw):
     with pytest.raises(ValueError):
         resolve(hw("h100"), "fp8", "fp16")
-    with pytest.raises(dse.DSEError, match="wider"):
+    with pytest.raises(dse.DSEError, match="narrower than the arithmetic fp8"):
         dse.evaluate(hardware="h100", **{**DECODE, "precision": "fp8"}, weight_precision="fp16")
     with pytest.raises(dse.DSEError):
         dse.evaluate(hardware="h100", **DECODE, weight_precision="fp32")

@@ -38,14 +38,15 @@ UNITS = {
     "peak": "TFLOP/s", "memory_capacity": "GB", "memory_bandwidth": "GB/s", "sram": "MB", "flash": "MB",
     "sram_bandwidth": "GB/s", "tdp": "W", "idle_power": "W", "scale_up_bandwidth": "GB/s",
     "scale_out_bandwidth": "GB/s", "host_link_bandwidth": "GB/s", "purchase_price": "USD", "cloud_price": "USD/h",
-    "embodied_carbon": "kg", "clock": "MHz", "grid_intensity": "g/kWh", "pue": "", "wue": "L/kWh",
+    "embodied_carbon": "kg", "clock": "MHz", "vector_fp32": "TFLOP/s", "grid_intensity": "g/kWh", "pue": "",
+    "wue": "L/kWh",
     "electricity_price": "USD/kWh", "bandwidth": "GB/s", "latency": "us", "system_power": "kW", "host_power": "kW",
 }
 FIELDS = {
     "accelerator": {"name", "aliases", "display", "vendor", "class", "year", "sparsity_2_4", "note", "peak", "spec"},
     "spec": {"memory_capacity", "memory_bandwidth", "sram", "flash", "sram_bandwidth", "tdp", "idle_power",
              "scale_up_bandwidth", "scale_out_bandwidth", "host_link_bandwidth", "purchase_price", "cloud_price",
-             "embodied_carbon", "clock"},
+             "embodied_carbon", "clock", "vector_fp32"},
     "transformer": {"name", "aliases", "display", "family", "layers", "hidden", "heads", "kv_heads", "vocab", "ffn",
                     "ffn_hidden", "seq_len", "experts", "top_k", "tied_embeddings", "causal", "patch", "image",
                     "channels", "source", "date", "note"},

@@ -85,6 +85,8 @@ def expand_layers(cnn: CNN, where: str = "") -> tuple[dict, ...]:
                                    f"a field of {op}: {', '.join(sorted(_OPS[op])) or 'none'}")
         if op == "conv":
             k = spec.get("k")
+            if k is None and not ("kh" in spec and "kw" in spec):
+                raise CatalogFileError(f"{at}.k", None, "a kernel size: k, or both kh and kw")
             kh = _int(spec, "kh", at, k if k is not None else None)
             kw = _int(spec, "kw", at, k if k is not None else None)
             conv(f"conv{i}", _int(spec, "out", at), kh, kw, _stride(spec, at), _int(spec, "groups", at, 1))

@@ -72,18 +72,27 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
                      + (f" with {precision} weights stored and dequantized in the kernel"
                         if BYTES[precision] < BYTES[compute] else ""))
     stored = weight_precision or precision
-    if BYTES[stored] > BYTES[precision]:
-        raise ValueError(f"weight precision {stored} is wider than the arithmetic {precision}")
+    if BYTES[stored] > BYTES[precision] or (stored != precision and BYTES[stored] == BYTES[precision]):
+        raise ValueError(f"a format narrower than the arithmetic {precision} (weight-only quantization)")
     weight_bytes = BYTES[stored]
     act_bytes = BYTES[compute]  # activations in the arithmetic's width (integer GEMMs: W8A8, Xiao et al. 2023)
     dequant = weight_bytes < BYTES[compute]
     if weight_precision and weight_bytes < BYTES[compute]:
         notes.append(f"weights stored in {stored} ({weight_bytes:g} B/element), arithmetic in {compute}: "
                      "dequantization adds element-wise work inside each weight GEMM")
-    # GPUs and accelerators run element-wise and depthwise work on vector units (fp32 rate); an MCU
-    # has one SIMD datapath, which runs all of it at the arithmetic's rate (e.g. CMSIS-NN int8 kernels)
-    vector = device.peak(compute) if device.device_class == "mcu" else (device.peak("fp32") or device.peak(compute))
+    # GPUs and accelerators run element-wise and depthwise work on vector units: the spec's vector fp32
+    # rate where the fp32 peak is a matrix figure (AMD CDNA), else the fp32 peak (NVIDIA CUDA cores);
+    # an MCU has one SIMD datapath, which runs all of it at the arithmetic's rate (CMSIS-NN kernels)
+    if device.device_class == "mcu":
+        vector = device.peak(compute)
+    else:
+        vector = device.get("vector_fp32") or device.peak("fp32")
+        if vector is None:
+            vector = device.peak(compute)
+            notes.append(f"{device.name} publishes no vector fp32 rate: element-wise work is timed at its "
+                         f"{compute} matrix rate, an optimistic bound")
+    # KV caches are kept in 8 bits or wider (fp8/int8 KV in TensorRT-LLM and vLLM; no 4-bit caches)
     return Execution(compute=compute, tensor_rate=device.peak(compute), vector_rate=vector, stored=stored,
-                     weight_bytes=weight_bytes, act_bytes=act_bytes, kv_bytes=act_bytes,
+                     weight_bytes=weight_bytes, act_bytes=act_bytes, kv_bytes=max(act_bytes, 1.0),
                      dequant=dequant, notes=tuple(notes))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 BACKWARD_FACTOR = 2.0
-OPTIMIZER_STATE_BYTES = 12.0  # fp32 master weights, Adam momentum and variance
+OPTIMIZER_STATE_BYTES = 12.0  # fp32 master weights, Adam momentum and variance (master dropped for fp32 weights)
 # Adam's update (Kingma & Ba 2015, Algorithm 1) per parameter, as one fused streaming kernel:
 # read the 16-bit gradient (2 B) and the fp32 master weight, m and v (12 B); write master, m, v (12 B)
 # and the 16-bit weight copy (2 B); about 10 FLOP (two moment updates of 2-3 each, bias corrections,
@@ -30,9 +30,10 @@ def optimizer_time(params_local, bandwidth: float, vector_rate: float, eff_memor
                ADAM_FLOPS * params_local / (vector_rate * eff_vector))
 
 
-def model_state_bytes(params, weight_bytes: float, grad_bytes: float, dp: int, zero: int):
-    """Weights, gradients and optimizer states per GPU under ZeRO stage `zero` over `dp` ranks."""
-    weights = params * weight_bytes / (dp if zero >= 3 else 1)
-    grads = params * grad_bytes / (dp if zero >= 2 else 1)
-    states = params * OPTIMIZER_STATE_BYTES / (dp if zero >= 1 else 1)
-    return weights + grads + states
+def model_state_bytes(params, weight_bytes: float, grad_bytes: float, dp, zero):
+    """Weights, gradients and optimizer states per GPU under ZeRO stage `zero` over `dp` ranks
+    (numbers or numpy columns). The fp32 master copy is kept only when the weights are narrower."""
+    states = OPTIMIZER_STATE_BYTES if weight_bytes < 4 else OPTIMIZER_STATE_BYTES - 4.0
+    weights = params * weight_bytes / np.where(zero >= 3, dp, 1.0)
+    grads = params * grad_bytes / np.where(zero >= 2, dp, 1.0)
+    return weights + grads + params * states / np.where(zero >= 1, dp, 1.0)

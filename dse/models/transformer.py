@@ -45,9 +45,12 @@ def layer_weights(w: Transformer) -> float:
 
 
 def parameters(w: Transformer) -> float:
-    """Total parameters: layers, token embedding, LM head (unless tied), patch embedding for ViT."""
-    embed = w.vocab * w.hidden * (1 if w.tied_embeddings else 2)
-    patch = (w.patch * w.patch * w.channels * w.hidden) if w.patch else 0
+    """Total parameters: layers, token embedding and LM head (unless tied); a ViT has a patch
+    embedding and a classifier head instead of a token embedding."""
+    if w.patch:
+        embed, patch = w.vocab * w.hidden, w.patch * w.patch * w.channels * w.hidden
+    else:
+        embed, patch = w.vocab * w.hidden * (1 if w.tied_embeddings else 2), 0
     return w.layers * layer_weights(w) + embed + patch + w.hidden
 
 
