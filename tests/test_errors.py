@@ -461,3 +461,20 @@ def test_serve_refuses_encoders_and_cnns():
 def test_precision_the_device_cannot_run_lists_what_it_runs():
     assert_names(error_of(workload="llama-3-8b", hardware="tpu-v4", precision="fp32"), "--precision", "fp32",
                  "bf16")
+
+
+def test_parallelism_needs_a_node_that_connects_the_gpus():
+    assert_names(error_of(workload="llama-3-8b", hardware="h100-pcie", mode="serve", tp=2), "--tp", "2",
+                 "no catalog node says how h100-pcie GPUs connect")
+    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v5p", mode="train", batch=8, dp=2), "--dp", "2")
+
+
+def test_training_refuses_storage_narrower_than_its_arithmetic():
+    assert_names(error_of(workload="llama-3-8b", hardware="a100", mode="train", precision="fp8"), "--precision",
+                 "fp8", "fp16")
+    assert_names(error_of(workload="llama-3-8b", hardware="h100", mode="train", precision="int8"), "--precision")
+
+
+def test_result_cache_does_not_confuse_true_with_one():
+    dse.evaluate(**BASE, batch=1)
+    assert_names(error_of(**BASE, batch=True), "--batch", "True")

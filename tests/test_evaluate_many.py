@@ -145,3 +145,12 @@ def test_ten_thousand_rows():
     assert len(out) == n and list(out.index) == list(range(n))
     assert np.isfinite(out["ttft_s"]).all() and (out["itl_s"] > 0).all()
     assert_rows_match(frame, out, rows=[0, 1, 4999, 9998, 9999])
+
+
+def test_zero_stages_in_a_frame_match_evaluate():
+    frame = pd.DataFrame([dict(workload="llama-3-8b", hardware="h100", mode="train", batch=16, seq_len=1024, dp=8,
+                               zero=z) for z in (0, 1, 2, 3)])
+    out = dse.evaluate_many(frame)
+    assert_rows_match(frame, out)
+    assert out["memory_per_gpu_bytes"].is_monotonic_decreasing
+    assert out.loc[3, "communication_time_s"] == pytest.approx(1.5 * out.loc[0, "communication_time_s"])

@@ -3,6 +3,7 @@ quantization, and 2:4 structured sparsity."""
 import pytest
 
 import dse
+from dse.catalog import registry
 from dse.models.precision import resolve
 
 # Llama-3-8B weight elements a decode step multiplies by (per layer QKV, out, SwiGLU; plus the LM head)
@@ -105,3 +106,12 @@ def test_two_four_sparsity_without_sparse_tensor_cores(hw, name):
 def test_sparse_tensor_cores_catalog_flags(hw):
     assert hw("h100").sparsity_2_4 is True and hw("a100").sparsity_2_4 is True
     assert hw("v100").sparsity_2_4 is False
+
+
+def test_metrics_report_the_arithmetic_used_and_vector_rates():
+    m = dse.evaluate(workload="llama-3-8b", hardware="a100", mode="serve", precision="fp8")
+    assert m["compute_precision"] == "fp16"
+    mi250x = resolve(registry("hardware").get("mi250x", "h"), "bf16", None)
+    assert mi250x.vector_rate == 47.9e12  # the vector fp32 figure, not the 95.7 matrix peak
+    tpu = resolve(registry("hardware").get("tpu-v4", "h"), "bf16", None)
+    assert tpu.vector_rate == 275e12 and any("no vector fp32 rate" in note for note in tpu.notes)

@@ -210,3 +210,10 @@ def test_serve_refuses_training_only_options(option):
     except dse.UserInputError:
         return
     raise AssertionError(f"{option} accepted and ignored in serve mode")
+
+
+def test_prefill_batch_max_batch_is_tight():
+    base = dict(workload="llama-3-8b", hardware="l4", mode="serve", precision="fp8", prefill_batch=4)
+    largest = dse.evaluate(**base, batch=4)["max_batch"]
+    assert dse.evaluate(**base, batch=largest)["feasible"] is True
+    assert dse.evaluate(**base, batch=largest + 1)["feasible"] is False
