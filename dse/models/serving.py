@@ -43,6 +43,8 @@ def erlang_c(servers: int, load: float) -> float:
     b = 1.0
     for k in range(1, servers + 1):
         b = load * b / (k + load * b)
+        if b < 1e-300:  # past the load the terms fall faster than geometrically: no one waits
+            return 0.0
     return b / (1.0 - (load / servers) * (1.0 - b))
 
 
