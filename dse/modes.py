@@ -101,7 +101,7 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
                  cnn.parameters(workload) if isinstance(workload, CNN) else transformer.parameters(workload))
 
 
-def _pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = False, tp=1):
+def _pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = False, tp=1) -> roofline.Timing:
     """Roofline timing of one forward pass of the workload (per GPU under tensor parallelism)."""
     w = s.workload
     if isinstance(w, CNN):
@@ -110,7 +110,7 @@ def _pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = Fa
         table = transformer.pass_ops(w, batch, q_len, kv_len, logit_tokens, s.ex.act_bytes, s.ex.kv_bytes)
         if np.any(tp > 1):
             table = transformer.shard(table, tp)
-    return table, roofline.run(table, s.ex, s.eff, bandwidth=s.device.memory_bandwidth,
+    return roofline.run(table, s.ex, s.eff, bandwidth=s.device.memory_bandwidth,
                                weight_bytes=s.weight_bytes, tensor_speedup=s.tensor_speedup)
 
 
@@ -142,7 +142,7 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
     """One forward pass over a batch (encoders, CNNs, or a prompt for a decoder)."""
     w = s.workload
     batch, seq = n["batch"], n["seq_len"]
-    _, t = _pass(s, batch, seq, seq, 1.0)
+    t = _pass(s, batch, seq, seq, 1.0)
     if isinstance(w, CNN):
         act = cnn.peak_activation_elements(w) * batch * s.ex.act_bytes
     else:
@@ -176,7 +176,7 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
     passes = np.ceil(b / (b if n["prefill_batch"] is None else n["prefill_batch"]))
     per_pass = b / passes
     tps = _phases(scalar, tp, tp, tp)
-    _, t = _pass(s, _phases(scalar, per_pass, b, one), _phases(scalar, i, one, i),
+    t = _pass(s, _phases(scalar, per_pass, b, one), _phases(scalar, i, one, i),
                  _phases(scalar, i, i + o / 2.0, i), 1.0, tp=tps)
     if scalar and tp == 1:  # one GPU per replica: nothing to all-reduce
         comm = np.zeros(3)
@@ -217,7 +217,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     gb, dp, mb = n["batch"], n["dp"], n["micro_batch"]
     seq = n["seq_len"]
     accum = gb / (dp * mb)
-    _, fwd = _pass(s, mb, seq, seq, seq, training_pass=True)
+    fwd = _pass(s, mb, seq, seq, seq, training_pass=True)
     extra = fwd.total if s.recompute == "full" else 0.0  # full recomputation repeats the forward
     params = s.params
     shard = params / np.where(n["zero"] >= 1, dp, 1.0)
