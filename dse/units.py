@@ -33,6 +33,14 @@ def _bytes_factor(unit: str) -> float | None:
     return None
 
 
+def _per_bytes(unit: str) -> tuple[str, float] | None:
+    """(numerator, bytes per unit) for a quantity per byte unit such as kg/GB; pint would count bits."""
+    num, sep, den = unit.rpartition("/")
+    if sep and num.strip() and den.strip() in _BYTE_UNITS and _bytes_factor(num) is None:
+        return num.strip(), _BYTE_UNITS[den.strip()]
+    return None
+
+
 @lru_cache(maxsize=512)
 def si_factor(unit: str) -> float:
     """Multiplier that converts a value in `unit` to SI base units (bytes and bytes/s for memory).
@@ -45,6 +53,9 @@ def si_factor(unit: str) -> float:
         return factor
     if unit.strip() in ("", "1"):
         return 1.0
+    per = _per_bytes(unit)
+    if per is not None:
+        return si_factor(per[0]) / per[1]
     try:
         return float(ureg.Quantity(1.0, unit).to_base_units().magnitude)
     except (pint.errors.PintError, AttributeError, TypeError, ValueError) as exc:
@@ -59,6 +70,9 @@ def dimension(unit: str) -> str:
         return "bytes/s" if "/" in unit else "bytes"
     if unit.strip() in ("", "1"):
         return "dimensionless"
+    per = _per_bytes(unit)
+    if per is not None:
+        return f"{dimension(per[0])} per byte"
     return str(ureg.Quantity(1.0, unit).to_base_units().dimensionality)
 
 

@@ -90,3 +90,84 @@ def test_ds_cnn_layer_arithmetic_by_hand(wl):
     fc = 64 * 12
     pool = 25 * 5 * 64  # global average: one add per element
     assert cnn.forward_flops(wl("ds-cnn")) == 2 * (conv1 + ds + fc) + pool
+
+
+# --- economics assumptions, rental prices, die areas, TPU v2/v3, nodes, regions -------------------------------------
+
+def test_economics_file_loads_with_source_and_date_on_every_key():
+    from dse.catalog import economics
+
+    assumptions = economics()
+    assert {"hardware_life", "facility_cost", "gpu_failure_rate", "node_failure_rate",
+            "checkpoint_bandwidth", "embodied_per_die_area"} <= set(assumptions)
+    for key, q in assumptions.items():
+        assert q.source.strip() and DATE.match(q.date), key
+        assert q.si >= 0, key
+
+
+def test_economics_values_from_their_sources():
+    from dse.catalog import economics
+
+    a = economics()
+    assert a["hardware_life"].si == pytest.approx(6 * 365.25 * 86400)      # Microsoft / Alphabet 10-K: 6 years
+    assert a["facility_cost"].value == pytest.approx(184.06)               # CBRE H2 2024, USD per kW per month
+    # Llama 3 Table 5: 268 GPU-attributed interruptions over 16,384 GPUs x 54 days
+    assert a["gpu_failure_rate"].si * 3600 == pytest.approx(268 / (16384 * 54 * 24), rel=1e-3)
+    assert a["node_failure_rate"].si * 3600 == pytest.approx(88 / (2048 * 54 * 24), rel=1e-3)
+    assert a["checkpoint_bandwidth"].si == pytest.approx(2e12 / 2048, rel=1e-3)  # Tectonic 2 TB/s over 2,048 nodes
+    assert a["embodied_per_die_area"].si == pytest.approx(1.6e4)           # 1.6 kg/cm^2 in kg/m^2
+    assert a["embodied_per_memory_gb"].si == pytest.approx(0.4 / 1e9)      # kg per byte, not per bit
+
+
+def test_misspelt_economics_key_is_refused():
+    from dse.catalog.loader import _assumptions
+    from dse.errors import UnknownNameError
+
+    good = {"value": 6, "unit": "year", "source": "s", "date": "2025"}
+    assert _assumptions({"assumptions": {"hardware_life": good}}, "t")["hardware_life"].value == 6
+    with pytest.raises(UnknownNameError):
+        _assumptions({"assumptions": {"hardware_lifetime": good}}, "t")
+
+
+def test_economics_key_needs_its_dimension_source_and_date():
+    from dse.catalog.loader import _assumptions
+    from dse.errors import CatalogFileError
+
+    with pytest.raises(CatalogFileError):
+        _assumptions({"assumptions": {"hardware_life": {"value": 6, "unit": "W", "source": "s", "date": "2025"}}}, "t")
+    with pytest.raises(CatalogFileError):
+        _assumptions({"assumptions": {"hardware_life": {"value": 6, "unit": "year", "date": "2025"}}}, "t")
+
+
+def test_cloud_price_is_replaced_by_rental_classes(hw):
+    for name in ("h100", "a100", "a100-sxm-40gb"):
+        spec = hw(name).spec
+        assert {"rent_on_demand", "rent_gpu_cloud"} <= set(spec), name
+        assert "rent_reserved" in spec, name
+    for a in registry("hardware"):
+        assert "cloud_price" not in a.spec
+    assert hw("h100").get("rent_on_demand") * 3600 == pytest.approx(55.04 / 8)   # AWS p5.48xlarge / 8
+    assert hw("a100").spec["rent_reserved"].value == pytest.approx(3.53)          # Azure ND96amsr A100 v4, 1 year
+
+
+def test_die_areas(hw):
+    assert hw("a100").get("die_area") == pytest.approx(826e-6)   # GA100 826 mm^2
+    assert hw("h100").get("die_area") == pytest.approx(814e-6)   # GH100 814 mm^2
+    assert hw("v100").get("die_area") == pytest.approx(815e-6)   # GV100 815 mm^2
+
+
+def test_tpu_v2_v3_for_patterson_calibration(hw):
+    v2, v3 = hw("tpu-v2"), hw("tpu-v3")
+    assert v2.device_class == v3.device_class == "datacenter-accel"
+    assert v2.get("tdp") == 280 and v3.get("tdp") == 450           # Patterson et al. 2021 Table 4
+    assert v3.peak("bf16") == pytest.approx(123e12)                 # Cloud TPU v3 docs
+    assert v3.memory_capacity == 32 * 2**30 and v3.memory_bandwidth == pytest.approx(900e9)
+    assert v2.peak("bf16") > 0 and v2.memory_capacity == 16 * 2**30
+
+
+def test_at_least_20_regions_have_their_own_electricity_price():
+    priced = [r for r in registry("regions") if r.get("electricity_price")]
+    assert len(priced) >= 20
+    countries = {r.country for r in priced}
+    assert {"US", "CA", "JP"} <= countries or {"US", "CA", "TW"} <= countries
+    assert registry("regions").get("ca-quebec", "region").get("electricity_price")

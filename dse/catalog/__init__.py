@@ -1,8 +1,10 @@
-"""The catalog: accelerators, nodes, fabrics, workloads and regions, each number with unit, source and date."""
+"""The catalog: accelerators, nodes, fabrics, workloads, regions and economics assumptions, each number with unit,
+source and date."""
 from dse.catalog.loader import (
            KINDS,
            Registry,
            accuracy_ranges,
+           economics,
            load_hardware_file,
            load_workload_file,
            registry,
@@ -21,5 +23,5 @@ from dse.catalog.types import (
 )
 
 __all__ = ["KINDS", "PRECISIONS", "CNN", "AccuracyRange", "Accelerator", "Fabric", "Node", "Quantity", "Region",
-           "Registry", "Transformer", "Workload", "accuracy_ranges", "load_hardware_file", "load_workload_file",
+           "Registry", "Transformer", "Workload", "accuracy_ranges", "economics", "load_hardware_file", "load_workload_file",
            "registry"]

@@ -37,16 +37,26 @@ DEVICE_CLASSES = ("datacenter-gpu", "datacenter-accel", "edge-gpu", "mcu")
 UNITS = {
     "peak": "TFLOP/s", "memory_capacity": "GB", "memory_bandwidth": "GB/s", "sram": "MB", "flash": "MB",
     "sram_bandwidth": "GB/s", "tdp": "W", "idle_power": "W", "scale_up_bandwidth": "GB/s",
-    "scale_out_bandwidth": "GB/s", "host_link_bandwidth": "GB/s", "purchase_price": "USD", "cloud_price": "USD/h",
+    "scale_out_bandwidth": "GB/s", "host_link_bandwidth": "GB/s", "purchase_price": "USD",
+    "rent_on_demand": "USD/h", "rent_reserved": "USD/h", "rent_gpu_cloud": "USD/h", "die_area": "mm^2",
     "embodied_carbon": "kg", "clock": "MHz", "vector_fp32": "TFLOP/s", "grid_intensity": "g/kWh", "pue": "",
-    "wue": "L/kWh",
+    "wue": "L/kWh", "water_offsite": "L/kWh",
     "electricity_price": "USD/kWh", "bandwidth": "GB/s", "latency": "us", "system_power": "kW", "host_power": "kW",
+    # economics.toml [assumptions]
+    "hardware_life": "year", "maintenance_rate": "1/year", "facility_cost": "USD/kW/month",
+    "network_capex_fraction": "", "storage_capex_fraction": "", "host_load_fraction": "", "idle_power_fraction": "",
+    "gpu_failure_rate": "1/h", "node_failure_rate": "1/h", "restart_time": "min", "checkpoint_bandwidth": "GB/s",
+    "embodied_per_die_area": "kg/cm^2", "embodied_per_memory_gb": "kg/GB", "embodied_packaging": "kg",
 }
 FIELDS = {
     "accelerator": {"name", "aliases", "display", "vendor", "class", "year", "sparsity_2_4", "note", "peak", "spec"},
     "spec": {"memory_capacity", "memory_bandwidth", "sram", "flash", "sram_bandwidth", "tdp", "idle_power",
-             "scale_up_bandwidth", "scale_out_bandwidth", "host_link_bandwidth", "purchase_price", "cloud_price",
-             "embodied_carbon", "clock", "vector_fp32"},
+             "scale_up_bandwidth", "scale_out_bandwidth", "host_link_bandwidth", "purchase_price", "rent_on_demand",
+             "rent_reserved", "rent_gpu_cloud", "embodied_carbon", "die_area", "clock", "vector_fp32"},
+    "economics": {"hardware_life", "maintenance_rate", "facility_cost", "network_capex_fraction",
+                  "storage_capex_fraction", "host_load_fraction", "idle_power_fraction", "gpu_failure_rate",
+                  "node_failure_rate", "restart_time", "checkpoint_bandwidth", "embodied_per_die_area",
+                  "embodied_per_memory_gb", "embodied_packaging"},
     "transformer": {"name", "aliases", "display", "family", "layers", "hidden", "heads", "kv_heads", "vocab", "ffn",
                     "ffn_hidden", "seq_len", "experts", "top_k", "tied_embeddings", "causal", "patch", "image",
                     "channels", "source", "date", "note"},
@@ -317,6 +327,21 @@ def registry(kind: str) -> Registry:
 
 
 KINDS = ("hardware", "nodes", "fabrics", "workloads", "regions")
+
+
+@cache
+def economics() -> dict[str, Quantity]:
+    """The sourced cost, reliability and embodied-carbon assumptions of economics.toml ``[assumptions]``,
+    by key (values in SI in ``.si``). Strict like the shipped catalog: every key known, with source and date."""
+    return _assumptions(_packaged("economics.toml"), "economics.toml")
+
+
+def _assumptions(data: Mapping, where: str) -> dict[str, Quantity]:
+    table = data.get("assumptions")
+    if not isinstance(table, Mapping) or not table:
+        raise CatalogFileError(f"{where} [assumptions]", table, "a table of sourced quantities")
+    _known_fields(table, "economics", f"{where} [assumptions]")
+    return {key: quantity(raw, f"{where} [assumptions].{key}", True, UNITS[key]) for key, raw in table.items()}
 
 
 def _single(data: dict, key: str) -> dict:
