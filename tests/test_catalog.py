@@ -171,3 +171,25 @@ def test_at_least_20_regions_have_their_own_electricity_price():
     countries = {r.country for r in priced}
     assert {"US", "CA", "JP"} <= countries or {"US", "CA", "TW"} <= countries
     assert registry("regions").get("ca-quebec", "region").get("electricity_price")
+
+
+def test_dgx_1v_node(hw):
+    node = registry("nodes").get("dgx-1v", "node")
+    assert node.accelerator == "v100-sxm2" and node.accelerators == 8
+    assert node.get("system_power") == pytest.approx(3500)      # DGX-1 (V100) datasheet, 3,500 W max
+    assert node.get("host_power") == pytest.approx(3500 - 8 * hw("v100").get("tdp"))
+    assert node.get("purchase_price") == 149000                 # GTC 2017 launch price
+    assert registry("fabrics").get(node.scale_up, "fabric").get("bandwidth") == pytest.approx(300e9)
+
+
+def test_calibration_csvs_have_sources():
+    import csv
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "bench" / "calibration"
+    for name in ("power.csv", "training_runs.csv"):
+        rows = list(csv.DictReader(open(root / name)))
+        assert rows, name
+        for row in rows:
+            assert row["source"].strip() and row["verification"] in ("checked", "unchecked"), row["row_id"]
+            float(row["value"])
