@@ -6,8 +6,8 @@
 Single points: every call a new batch size, so no cache answers it ("distinct"), and 64 points
 revisited ("repeated", the cached path samplers hit); the median of 5 repeats of N calls.
 Populations are random frames over batch and sequence lengths for one workload, hardware
-and mode (the case a sweep or a population sampler hands over); best of 3, with the peak resident
-memory of the process.
+and mode (the case a sweep or a population sampler hands over), and, with economics on (a horizon
+given), over eight regions; best of 3, with the peak resident memory of the process.
 """
 from __future__ import annotations
 
@@ -30,7 +30,11 @@ POINTS = {
                                   output_len=128),
     "train llama-3-8b": dict(workload="llama-3-8b", hardware="h100", mode="train", seq_len=2048),
     "infer resnet-50": dict(workload="resnet-50", hardware="a100", mode="infer"),
+    "serve 8b + economics": dict(workload="llama-3-8b", hardware="h100", mode="serve", input_len=512,
+                                 output_len=128, duration_days=365, purchase="buy"),
+    "train 8b + economics": dict(workload="llama-3-8b", hardware="h100", mode="train", seq_len=2048, tokens=1e12),
 }
+REGIONS = ["us-average", "ca-quebec", "poland", "us-texas", "france", "germany", "japan", "india"]
 
 
 def single(point: dict, calls: int, distinct: bool) -> float:
@@ -61,6 +65,8 @@ def population(point: dict, size: int, seed: int = 0) -> float:
         frame["seq_len"] = rng.choice([512, 1024, 2048, 4096], size)
     if point["mode"] == "train":
         frame["batch"] = frame["batch"] * 8
+    if "duration_days" in point or "tokens" in point:  # a study over regions: one group per region
+        frame["region"] = rng.choice(REGIONS, size)
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()

@@ -66,18 +66,34 @@ NUMERIC: dict[str, Field] = {
     "storage_bw": Field("rate", 1e3, 1e15, help="storage read bandwidth, e.g. 3GB/s"),
     "sample_bytes": Field("size", 1, 1e12, help="bytes per sample as read, e.g. 110kB"),
     "tokens": Field("real", 0, 1e18, inclusive=False, help="training token budget, e.g. 15e12"),
+    "duration_days": Field("real", 0, 1e5, inclusive=False, help="horizon in days: a serving fleet's or a fixed "
+                           "training run's"),
+    "pue": Field("real", 1, 10, help="facility power usage effectiveness (default: the region's)"),
+    "grid_g_per_kwh": Field("real", 0, 1e4, help="grid carbon intensity, g CO2e/kWh (default: the region's)"),
+    "electricity_price": Field("real", 0, 100, help="electricity price, USD/kWh (default: the region's; buy only)"),
+    "fleet_utilization": Field("real", 0, 1, inclusive=False, help="share of owned hardware's life spent on paid "
+                               "work (buy only; default 1)"),
+    "life_years": Field("real", 0, 50, inclusive=False, help="hardware service life for depreciation and embodied "
+                        "carbon (default: the catalog's)"),
+    "repair_hours": Field("real", 0, 1e5, inclusive=False, help="hours a failed serving replica stays out, for N+k "
+                          "spares (default: the catalog's restart time)"),
 }
+ECONOMICS = ("duration_days", "pue", "grid_g_per_kwh", "electricity_price", "fleet_utilization", "life_years",
+             "repair_hours", "region", "purchase", "rental")
+BUY_ONLY = ("electricity_price", "fleet_utilization")
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "precision": PRECISIONS, "weight_precision": PRECISIONS, "recompute": RECOMPUTE,
+    "purchase": ("rent", "buy"), "rental": ("on-demand", "reserved", "gpu-cloud"),
 }
 # Which options each mode uses; any other option given is refused rather than ignored.
 _PIPELINE = {"cpu_workers", "worker_bw", "storage_bw", "sample_bytes"}
+_ECONOMICS = {k for k in ECONOMICS if k in NUMERIC and k != "repair_hours"}
 MODE_OPTIONS = {
-    "infer": {"batch", "seq_len", "gpus", "tp", "dp", *_PIPELINE},
+    "infer": {"batch", "seq_len", "gpus", "tp", "dp", *_PIPELINE, *_ECONOMICS},
     "serve": {"batch", "input_len", "output_len", "prefill_batch", "gpus", "gpus_per_node", "tp", "qps", "ttft_slo",
-              "itl_slo"},
+              "itl_slo", "repair_hours", *_ECONOMICS},
     "train": {"batch", "global_batch", "micro_batch", "seq_len", "gpus", "gpus_per_node", "tp", "pp", "dp", "cp",
-              "ep", "vp", "zero", "tokens", *_PIPELINE},
+              "ep", "vp", "zero", "tokens", *_PIPELINE, *_ECONOMICS},
 }
 
 
@@ -104,13 +120,10 @@ def _first(value) -> tuple[object, str]:
     return value, row
 
 
-LATER = {  # contract options whose models are not built yet: refused with a clear message, never ignored
-    "duration_days": "energy, carbon and cost models", "region": "energy, carbon and cost models",
-    "pue": "energy, carbon and cost models", "grid_g_per_kwh": "energy, carbon and cost models",
-}
-NAMES = ("workload", "workload_file", "hardware", "hardware_file", "sparsity")
-ALL_KEYS = (*NAMES, *CHOICES, *NUMERIC, *LATER)
-DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "batch": 1, "zero": 0,
+NAMES = ("workload", "workload_file", "hardware", "hardware_file", "sparsity", "region")
+ALL_KEYS = (*NAMES, *CHOICES, *NUMERIC)
+DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "purchase": "rent", "rental": "on-demand",
+            "batch": 1, "zero": 0,
             "input_len": 512, "output_len": 128, "gpus_per_node": 8, "tp": 1, "pp": 1, "cp": 1, "ep": 1,
             "vp": 1}
 NUMERIC_DEFAULTS = {k: float(DEFAULTS[k]) if k in DEFAULTS else None for k in NUMERIC}
@@ -176,13 +189,27 @@ def resolve_hardware(name: object, path: object) -> Accelerator:
 
 
 def check_keys(given: dict) -> None:
-    """Refuse unknown options (with a suggestion) and contract options whose models do not exist yet."""
-    for key, value in given.items():
+    """Refuse unknown options, with a suggestion."""
+    for key in given:
         if key not in ALL_KEYS:
             raise UnknownNameError("option", key, ALL_KEYS, where="dse eval --help")
-        if key in LATER and value is not None:
-            raise UserInputError(option(key), value, f"not available yet: the {LATER[key]} arrive in a "
-                                 "later release; leave it out")
+
+
+def check_horizon(given: dict, purchase: str) -> None:
+    """Refuse economics options without a horizon, a horizon given twice, and options that apply to
+    owned hardware only when renting. `given` holds the options present (values or columns)."""
+    present = {k for k, v in given.items() if v is not None}
+    if {"tokens", "duration_days"} <= present:
+        raise UserInputError("--duration-days", _first(given["duration_days"])[0], "left out when --tokens is given "
+                             "(the token budget sets the training run's horizon)")
+    if not {"tokens", "duration_days"} & present:
+        for key in (k for k in ECONOMICS if k in present):
+            raise UserInputError(option(key), _first(given[key])[0], "used only with a horizon: add --duration-days "
+                                 "(or --tokens in train mode)")
+    if purchase == "rent":
+        for key in (k for k in BUY_ONLY if k in present):
+            raise UserInputError(option(key), _first(given[key])[0], "used only with --purchase buy (a rental "
+                                 "price includes power and the provider's utilisation)")
 
 
 def require(ok, field: str, value, allowed: str) -> None:

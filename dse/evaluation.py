@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from dse import config as cfg
+from dse import economics
 from dse.catalog import Transformer
 from dse.errors import UserInputError
 from dse.modes import MODELS, Setup, common, service_levels, setup, with_data_pipeline
@@ -28,7 +29,7 @@ class Result:
 
 
 COUNTS = frozenset(("max_batch", "gpus", "cpu_workers_needed", "replicas", "gradient_accumulation_steps",
-                    "replicas_needed", "gpus_needed"))
+                    "replicas_needed", "gpus_needed", "spare_replicas", "fleet_gpus"))
 SLO_OPTIONS = frozenset(("qps", "ttft_slo", "itl_slo"))
 
 
@@ -43,17 +44,15 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
         cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS.get(k)
         for k in ("mode", "precision", "weight_precision", "recompute"))
     s = _setup_cached(w, dev, mode, precision, weight_precision, given.get("sparsity"), recompute)
+    purchase, rental = (cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS[k] for k in ("purchase", "rental"))
+    cfg.check_horizon(given, purchase)
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
     n = cfg.numbers(nums, s)
+    site = _site_cached(dev, given.get("region"), purchase, rental) if _horizon(given) else None
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
     metrics = common(m, checks, n, [], s.ex.compute)
-    for key, v in metrics.items():
-        if key in COUNTS:
-            metrics[key] = int(v)
-        elif isinstance(v, np.generic | np.ndarray):  # numpy scalars and 0-d results become Python values
-            metrics[key] = v.item()
     if notes is not None and s.mode == "train" and n["dp"] > 1:
         notes.append("the gradient all-reduce is not overlapped with the backward pass: an upper bound on the step")
     if notes is not None and not metrics["feasible"]:
@@ -63,7 +62,20 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
         notes.append(f"{cfg.plain(context)} tokens exceed {s.workload.name}'s context length of {s.workload.seq_len}")
     if s.mode == "serve" and SLO_OPTIONS.intersection(nums):
         service_levels(metrics, n, notes if notes is not None else [])
+    if site is not None:
+        metrics = economics.apply(metrics, n, s.mode, site)
+        if notes is not None:
+            notes.extend(site.notes)
+    # numpy scalars and 0-d results become Python values; counts become integers; a metric the catalog
+    # cannot feed (NaN: a price or footprint it lacks, the notes say which) is left out
+    metrics = {k: int(v) if k in COUNTS else v.item() if isinstance(v, np.generic | np.ndarray) else v
+               for k, v in metrics.items() if not (isinstance(v, float | np.floating) and math.isnan(v))}
     return s, n, given, metrics
+
+
+def _horizon(given: dict) -> bool:
+    """Whether a point (or a group of rows) asks for the economics: a token budget or a duration."""
+    return given.get("tokens") is not None or given.get("duration_days") is not None
 
 
 def evaluate_point(**kwargs) -> Result:
@@ -73,7 +85,8 @@ def evaluate_point(**kwargs) -> Result:
     w = s.workload
     shown = {k: cfg.plain(v) for k, v in n.items() if (k in given or k == "gpus" or (
         k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))) and k in cfg.NUMERIC}
-    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute") if k in given}
+    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase", "rental")
+              if k in given}
     config = {"workload": w.name, "hardware": s.device.name, "mode": s.mode, "precision": s.precision, **chosen,
               **shown}
     return Result(config=config, metrics=metrics, notes=[*s.notes, *notes])
@@ -97,9 +110,10 @@ def _cached_metrics(options: tuple) -> dict:
 
 
 _setup_cached = lru_cache(maxsize=4096)(setup)
+_site_cached = lru_cache(maxsize=4096)(economics.site)
 
 CATEGORICAL = ("workload", "workload_file", "hardware", "hardware_file", "mode", "precision",
-               "weight_precision", "sparsity", "recompute")
+               "weight_precision", "sparsity", "recompute", "region", "purchase", "rental")
 
 
 def _column(values: pd.Series, key: str) -> np.ndarray:
@@ -185,11 +199,14 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
                               cats["recompute"])
             sub = frame.loc[rows]
             nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
+            present = {**{k: v for k, v in c.items() if v is not None and k in frame}, **nums}
+            cfg.check_horizon(present, cats["purchase"])
+            site = _site_cached(dev, c["region"], cats["purchase"], cats["rental"]) if _horizon(present) else None
         for start in range(0, len(rows), CHUNK):
             part = {k: v[start:start + CHUNK] for k, v in nums.items()}
             with _at_rows(rows, start):
                 n = cfg.numbers(part, s)
-            out.append(_block(s, n, rows[start:start + CHUNK], bool(SLO_OPTIONS.intersection(nums))))
+            out.append(_block(s, n, rows[start:start + CHUNK], bool(SLO_OPTIONS.intersection(nums)), site))
     result = pd.concat(out).sort_index()
     for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
         result[key] = result[key].astype("Int64")
@@ -197,7 +214,7 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
     return result
 
 
-def _block(s: Setup, n: dict, rows, service_levels: bool) -> pd.DataFrame:
+def _block(s: Setup, n: dict, rows, service_levels: bool, site: economics.Site | None) -> pd.DataFrame:
     """Metrics of a block of design points that share their categorical choices."""
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
@@ -207,6 +224,10 @@ def _block(s: Setup, n: dict, rows, service_levels: bool) -> pd.DataFrame:
     block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
     if service_levels:
         _service_level_rows(block, n, len(rows))
+    if site is not None:
+        columns = economics.apply({k: block[k].to_numpy() for k in block.columns}, n, s.mode, site)
+        block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in columns.items()},
+                             index=rows)
     return block
 
 

@@ -154,6 +154,7 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
     else:
         checks = [([("weights", weights), ("activations", act)], s.device.memory_capacity, "of accelerator memory")]
     m = {"latency_s": t.total, "throughput_per_s": batch / t.total, "compute_time_s": t.compute,
+         "activity": 1.0 - t.overhead / t.total,
          "memory_time_s": t.memory, "overhead_time_s": t.overhead, "arithmetic_intensity": t.flops / t.bytes,
          "flop": t.flops, "bottleneck": roofline.bottleneck(t)}
     if isinstance(w, Transformer):
@@ -205,6 +206,7 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
          "continuous_tokens_per_s": serving.continuous_tokens_per_s(b, o, itl, pf1) * replicas,
          "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
          "prefill_compute_time_s": passes * _split(t.compute, 3, scalar)[0], "decode_memory_time_s": dec.memory,
+         "activity": 1.0 - (dec.overhead + comm_dec) / itl,  # decode steps dominate a replica's time
          "bottleneck": roofline.bottleneck(dec)}
     parts = [("weights", weights), ("KV cache", kv_seq * b * kv_share), ("activations", work)]
     return m, [(parts, cap, "of accelerator memory per GPU")]
@@ -228,6 +230,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # gathers the weights again for the backward: 1.5x (Rajbhandari et al. 2020, section 7.2)
     comm = communication.ring_allreduce_time(params * grad_bytes, dp, n["link_bw"], n["link_latency"]) * (
         np.where(n["zero"] == 3, 1.5, 1.0))
+    passes = 1.0 + training.BACKWARD_FACTOR + (1.0 if s.recompute == "full" else 0.0)
     micro_time = fwd.total * (1.0 + training.BACKWARD_FACTOR) + extra
     step = micro_time * accum + opt + comm
     samples_per_s = gb / step
@@ -242,7 +245,9 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
          "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),
          "model_tflops_per_gpu": model_flops / step / n["gpus"] / 1e12, "bubble_fraction": 0.0 * step,
          "forward_time_s": fwd.total * accum, "optimizer_time_s": opt, "communication_time_s": comm,
-         "gradient_accumulation_steps": accum}
+         "gradient_accumulation_steps": accum,
+         "checkpoint_bytes": training.model_state_bytes(params, state_bytes, 0.0, 1.0, 0) + 0.0 * step,
+         "activity": 1.0 - (fwd.overhead * passes * accum + comm) / step}  # launch gaps and exposed all-reduce idle
     if isinstance(w, Transformer):
         m["tokens_per_s"] = samples_per_s * seq
         if n["tokens"] is not None:
@@ -277,7 +282,8 @@ def with_data_pipeline(m: dict, n: dict, s: Setup) -> dict:
     t_cpu = data_pipeline.stage_time(samples, sample_bytes, cpu_rate)
     t, util, stall = data_pipeline.pipelined_step(t_compute, t_sto, t_cpu)
     scale = t_compute / t
-    m.update({"data_stall_fraction": stall, "accelerator_utilization": util, "storage_time_s": t_sto,
+    m.update({"data_stall_fraction": stall, "accelerator_utilization": util, "activity": m["activity"] * util,
+              "storage_time_s": t_sto,
               "cpu_transform_time_s": t_cpu, "accelerator_time_s": t_compute, key: t})
     if n["worker_bw"] is not None:
         m["cpu_workers_needed"] = data_pipeline.workers_needed(samples, sample_bytes, n["worker_bw"], t_compute)

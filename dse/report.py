@@ -87,10 +87,10 @@ def catalog_rows(kind: str, items: list) -> tuple[list[str], list[list[str]], li
                          shape, f"{w.source} ({w.date})"])
         return header, rows, []
     elif kind == "regions":
-        header = ["name", "grid", "PUE", "WUE", "electricity", "sources"]
+        header = ["name", "grid", "PUE", "WUE (on-site)", "water (generation)", "electricity", "sources"]
         for r in items:
             r: Region
-            fs = [r.fields.get(k) for k in ("grid_intensity", "pue", "wue", "electricity_price")]
+            fs = [r.fields.get(k) for k in ("grid_intensity", "pue", "wue", "water_offsite", "electricity_price")]
             rows.append([r.name, *(_q(q) for q in fs), cite(fs)])
     elif kind == "nodes":
         header = ["name", "accelerator", "count", "scale-up", "scale-out", "power", "sources"]

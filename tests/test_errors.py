@@ -426,19 +426,21 @@ def test_evaluate_many_empty_cell_takes_the_default():
     assert out["latency_s"].iloc[2] == dse.evaluate(**BASE, seq_len=64)["latency_s"]  # batch 1
 
 
-# ---------------------------------------------------------------- 12. options not built yet
+# ---------------------------------------------------------------- 12. economics options
 
-@pytest.mark.parametrize(("key", "value", "flag"), [
-    ("region", "mars", "--region"), ("duration_days", 3, "--duration-days"), ("pue", 1.2, "--pue"),
-    ("grid_g_per_kwh", 300, "--grid-g-per-kwh"),
+@pytest.mark.parametrize(("kwargs", "fragments"), [
+    ({"region": "quebec"}, ["--region", "'quebec'", "--duration-days"]),
+    ({"pue": 1.2}, ["--pue", "--duration-days"]),
+    ({"duration_days": 3, "region": "quebc"}, ["--region", "'quebc'", "Did you mean"]),
+    ({"duration_days": 3, "purchase": "lease"}, ["--purchase", "'lease'", "buy"]),
+    ({"duration_days": 3, "pue": 0.5}, ["--pue", "0.5", ">= 1"]),
+    ({"duration_days": 3, "grid_g_per_kwh": -1}, ["--grid-g-per-kwh", "-1", ">= 0"]),
+    ({"duration_days": 3, "fleet_utilization": 0.5}, ["--fleet-utilization", "--purchase buy"]),
+    ({"duration_days": 3, "purchase": "buy", "fleet_utilization": 1.5}, ["--fleet-utilization", "1.5", "<= 1"]),
+    ({"duration_days": 0}, ["--duration-days", "0", "> 0"]),
 ])
-def test_later_options_refused(key, value, flag):
-    msg = error_of(**BASE, **{key: value})
-    assert_names(msg, flag, "not available yet")
-
-
-def test_later_option_message_names_value():
-    assert_names(error_of(**BASE, region="mars"), "--region", "'mars'")
+def test_economics_options_refused(kwargs, fragments):
+    assert_names(error_of(**BASE, **kwargs), *fragments)
 
 
 def test_messages_are_single_line():

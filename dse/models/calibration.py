@@ -60,3 +60,11 @@ BY_CLASS: dict[str, Efficiency] = {
 
 def for_class(device_class: str) -> Efficiency:
     return BY_CLASS[device_class]
+
+
+# Mean draw of a busy accelerator (kernels running back to back) as a fraction of its TDP, per
+# class: the one power parameter fitted by `bench/calibrate_energy.py --fit` on the training runs of
+# Patterson et al. 2021, Table 4 (bench/calibration/carbon.csv). TPU rows fix `datacenter-accel`,
+# the GPT-3 V100 row `datacenter-gpu`; classes without measured runs take the GPU value.
+POWER_LOAD: dict[str, float] = {"datacenter-gpu": 0.85, "datacenter-accel": 0.6, "edge-gpu": 0.85, "mcu": 0.85}
+

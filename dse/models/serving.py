@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import gammaln, pdtr
 
 
 def max_batch(capacity, fixed_bytes, per_sequence_bytes):
@@ -79,3 +80,12 @@ def replicas_needed(rate: float, servers: int, service_s: float, ttft: float, tt
         mid = (low + high) // 2
         low, high = (low, mid) if meets(mid) else (mid + 1, high)
     return high
+
+
+def busy_probability(servers, load):
+    """Probability that an M/M/c queue with offered load A = lambda*S < c holds any request, 1 - P0,
+    with P0 = 1 / (sum_{k<c} A^k/k! + A^c/c! / (1 - A/c)) (Kleinrock 1975, eq. 3.37), written with
+    Poisson terms so large c and A neither overflow nor loop; numbers or columns."""
+    at_c = np.exp(servers * np.log(load) - load - gammaln(servers + 1.0))  # Poisson pmf at c
+    p0 = np.exp(-load) / (pdtr(servers - 1, load) + at_c / (1.0 - load / servers))
+    return 1.0 - p0

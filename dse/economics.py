@@ -1,0 +1,216 @@
+"""The economics layer, applied on top of any mode's metrics when a horizon is given (`--tokens` or
+`--duration-days`): power, energy, carbon, water, cost (buy or rent) and reliability of the fleet
+the design point needs. Catalog look-ups for one (accelerator, region, purchase, rental) choice are
+resolved once into `Site`; `apply` is column-wise like the mode models."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dse.catalog import Accelerator, Node, economics, registry
+from dse.models import calibration, carbon, cost, power, reliability, serving
+from dse.models.power import J_PER_KWH
+
+PURCHASES = ("rent", "buy")
+RENTALS = ("on-demand", "reserved", "gpu-cloud")
+DEFAULT_REGION = "us-average"
+SPARE_RISK = 1e-3  # serving fleets keep enough spares that all replicas are up 99.9% of the time
+SECONDS_PER_YEAR = 365.25 * 86400.0
+NAN = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Per-accelerator power, carbon and price figures, and the region's, for one categorical choice.
+    A figure the catalog lacks is NaN, so every metric it feeds is NaN (unknown, never guessed)."""
+
+    region: str
+    purchase: str
+    idle_w: float
+    busy_w: float
+    host_w: float  # typical host draw per accelerator
+    provisioned_w: float  # accelerator TDP + host maximum share: the IT capacity to provision
+    embodied_kg: float  # accelerator + host share, manufacturing footprint
+    hardware_usd: float  # per accelerator, with its share of host, network and storage
+    rent_usd_per_h: float
+    gpus_per_node: float
+    intensity_kg_per_kwh: float
+    pue: float
+    wue_l_per_kwh: float
+    offsite_l_per_kwh: float
+    price_usd_per_kwh: float
+    life_s: float
+    maintenance_per_s: float
+    facility_usd_per_w_s: float
+    gpu_failures_per_s: float
+    node_failures_per_s: float
+    restart_s: float
+    checkpoint_bw_per_node: float
+    notes: tuple[str, ...]
+
+
+def _node(device: Accelerator) -> Node | None:
+    return next((n for n in registry("nodes") if n.accelerator == device.name), None)
+
+
+def _si(q) -> float:
+    return NAN if q is None else q.si
+
+
+def site(device: Accelerator, region_name: str | None, purchase: str, rental: str) -> Site:
+    """Resolve the catalog figures one design point's economics need (cached by the caller)."""
+    a = economics()
+    region = registry("regions").get(region_name or DEFAULT_REGION, "--region")
+    notes = [] if region_name else [f"region: {region.name} (default; choose with --region)"]
+    node = _node(device)
+    tdp = device.get("tdp")
+    if tdp is None:
+        notes.append(f"{device.name} has no TDP in the catalog: power, energy, carbon and owned cost are unknown")
+    idle = device.get("idle_power")
+    if idle is None and tdp is not None and "idle_power_fraction" in a:
+        idle = a["idle_power_fraction"].si * tdp
+        notes.append(f"idle power {idle:.0f} W = {a['idle_power_fraction'].value:g} x TDP (no measured idle "
+                     f"power for {device.name})")
+    busy = NAN if tdp is None else calibration.POWER_LOAD[device.device_class] * tdp
+    host_max = node.get("host_power") / node.accelerators if node and node.get("host_power") else None
+    if host_max is None:
+        notes.append(f"no catalog node for {device.name}: host (CPU, memory, NIC) power and embodied carbon are "
+                     "not counted")
+    host = 0.0 if host_max is None else host_max * a["host_load_fraction"].si
+    embodied = device.get("embodied_carbon")
+    if embodied is None and device.get("die_area"):
+        embodied = carbon.estimated_accelerator_kg(
+            device.get("die_area"), device.memory_capacity, a["embodied_per_die_area"].si,
+            a["embodied_per_memory_gb"].si, _si(a.get("embodied_packaging")) if "embodied_packaging" in a else 0.0)
+        notes.append(f"embodied carbon of {device.name} estimated from die area and memory: {embodied:.0f} kg "
+                     "(ACT-style model, no product footprint published)")
+    elif embodied is None:
+        notes.append(f"no embodied carbon (footprint or die area) for {device.name}: embodied carbon is unknown")
+    host_embodied = node.get("embodied_carbon") / node.accelerators if node and node.get("embodied_carbon") else 0.0
+    embodied = NAN if embodied is None else embodied + host_embodied
+    if node and node.get("purchase_price"):
+        unit = node.get("purchase_price") / node.accelerators
+    else:
+        unit = device.get("purchase_price") or NAN
+        if purchase == "buy" and not math.isnan(unit):
+            notes.append(f"buy: {device.name} priced alone (no catalog node price): host not included")
+    unit *= 1.0 + a["network_capex_fraction"].si + (a["storage_capex_fraction"].si
+                                                    if "storage_capex_fraction" in a else 0.0)
+    rent = device.get({"on-demand": "rent_on_demand", "reserved": "rent_reserved",
+                       "gpu-cloud": "rent_gpu_cloud"}[rental])
+    if purchase == "rent" and rent is None:
+        notes.append(f"no {rental} rental price for {device.name} in the catalog: cost is unknown")
+    if purchase == "buy" and math.isnan(unit):
+        notes.append(f"no purchase price for {device.name} in the catalog: cost is unknown")
+    price = region.get("electricity_price")
+    if purchase == "buy" and price is None:
+        notes.append(f"no electricity price for {region.name}: owned cost is unknown (give --electricity-price)")
+    maintenance = a.get("maintenance_rate")
+    if purchase == "buy" and maintenance is None:
+        notes.append("buy: maintenance is not counted (no sourced rate in the catalog)")
+    offsite = region.get("water_offsite")
+    if offsite is None:
+        notes.append(f"no off-site (generation) water figure for {region.name}: water_l is on-site cooling only")
+    return Site(
+        region=region.name, purchase=purchase, idle_w=NAN if idle is None else idle, busy_w=busy, host_w=host,
+        provisioned_w=(NAN if tdp is None else tdp) + (host_max or 0.0), embodied_kg=embodied, hardware_usd=unit,
+        rent_usd_per_h=NAN if rent is None else rent * 3600.0, gpus_per_node=float(node.accelerators if node else 8),
+        intensity_kg_per_kwh=region.get("grid_intensity") * J_PER_KWH, pue=region.get("pue"),
+        wue_l_per_kwh=region.get("wue") * J_PER_KWH * 1e3, offsite_l_per_kwh=0.0 if offsite is None else
+        offsite * J_PER_KWH * 1e3, price_usd_per_kwh=NAN if price is None else price * J_PER_KWH,
+        life_s=a["hardware_life"].si, maintenance_per_s=0.0 if maintenance is None else maintenance.si,
+        facility_usd_per_w_s=a["facility_cost"].si, gpu_failures_per_s=a["gpu_failure_rate"].si,
+        node_failures_per_s=a["node_failure_rate"].si, restart_s=_si(a.get("restart_time")),
+        checkpoint_bw_per_node=a["checkpoint_bandwidth"].si, notes=tuple(notes))
+
+
+def _given(n: dict, key: str, default):
+    return default if n.get(key) is None else n[key]
+
+
+def apply(m: dict, n: dict, mode: str, site: Site) -> dict:
+    """Add the horizon's energy, carbon, water, cost and reliability metrics to a mode's metrics `m`
+    (numbers or columns); a training job checkpoints its weights and optimizer state."""
+    activity = m["activity"]
+    tp = n["tp"]
+    nodes_per_gpu = 1.0 / site.gpus_per_node
+    out: dict = {}
+    if mode == "train":
+        gpus = n["gpus"]
+        nodes = np.ceil(gpus * nodes_per_gpu)
+        rate = reliability.failure_rate(gpus, nodes, site.gpu_failures_per_s, site.node_failures_per_s)
+        write_s = m["checkpoint_bytes"] / (nodes * site.checkpoint_bw_per_node)
+        interval = reliability.checkpoint_interval(write_s, 1.0 / rate)
+        # a restart reloads the checkpoint at the bandwidth it was written with
+        good = reliability.goodput(write_s, interval, site.restart_s + write_s, 1.0 / rate)
+        out.update(goodput=good, checkpoint_interval_s=interval, checkpoint_write_s=write_s,
+                   mtbf_s=1.0 / rate)
+        if n["tokens"] is not None:
+            ideal = m["time_to_train_s"]
+            held = ideal / good
+            out.update(failure_free_time_to_train_s=ideal, time_to_train_s=held)
+            tokens = n["tokens"]
+        else:
+            held = n["duration_days"] * 86400.0
+            tokens = m["tokens_per_s"] * good * held if "tokens_per_s" in m else None
+            if tokens is not None:
+                out["tokens_trained"] = tokens
+        out["failures"] = held * rate
+        busy_gpus, idle_gpus = gpus, 0.0
+    else:
+        held = n["duration_days"] * 86400.0
+        tokens = None
+        if mode == "serve" and n["qps"] is not None and "replicas_needed" in m:
+            replicas = np.where(np.isnan(np.asarray(m["replicas_needed"], dtype=float)), m["replicas"],
+                                m["replicas_needed"])
+            load = n["qps"] / replicas * m["request_latency_s"]
+            # an unstable queue (load >= slots) is always busy; 1 - P0 tends to 1 as the load nears the slots
+            activity = activity * serving.busy_probability(n["batch"], np.minimum(load, 0.999 * n["batch"]))
+            tokens = n["qps"] * n["output_len"] * held
+        else:
+            replicas = n["gpus"] / tp
+            if mode == "serve":
+                tokens = m["tokens_per_s"] * held
+        if mode == "serve":
+            rate = reliability.failure_rate(tp, tp * nodes_per_gpu, site.gpu_failures_per_s,
+                                            site.node_failures_per_s)
+            repair = _given(n, "repair_hours", None)
+            spares = reliability.spares_needed(replicas, rate, site.restart_s if repair is None else repair * 3600.0,
+                                               SPARE_RISK)
+            out["spare_replicas"] = spares
+        else:
+            spares = 0.0
+        busy_gpus, idle_gpus = replicas * tp, spares * tp
+        gpus = busy_gpus + idle_gpus
+    pue = _given(n, "pue", site.pue)
+    intensity = _given(n, "grid_g_per_kwh", None)
+    intensity = site.intensity_kg_per_kwh if intensity is None else intensity / 1e3
+    acc_w = power.accelerator_power(site.idle_w, site.busy_w, activity)
+    it_w = power.it_power(busy_gpus, acc_w, site.host_w) + power.it_power(idle_gpus, site.idle_w, site.host_w)
+    energy = power.facility_energy_kwh(it_w, held, pue)
+    it_kwh = energy / pue
+    operational = carbon.operational_kg(energy, intensity)
+    life = _given(n, "life_years", None)
+    life = site.life_s if life is None else life * SECONDS_PER_YEAR
+    embodied = carbon.embodied_kg(site.embodied_kg, gpus, held, life)
+    if site.purchase == "buy":
+        util = _given(n, "fleet_utilization", 1.0)
+        price = _given(n, "electricity_price", site.price_usd_per_kwh)
+        hardware = site.hardware_usd * gpus
+        capex = cost.owned_capex_usd(hardware, held, life, util)
+        opex = cost.owned_opex_usd(hardware, energy, price, site.provisioned_w * gpus, site.facility_usd_per_w_s,
+                                   site.maintenance_per_s, held, util)
+        out["hardware_cost_usd"] = hardware
+    else:
+        capex = 0.0 * held
+        opex = cost.rent_usd(site.rent_usd_per_h, gpus, held)
+    out.update(fleet_gpus=gpus, horizon_s=held, gpu_hours=gpus * held / 3600.0, power_w=it_w, energy_kwh=energy,
+               carbon_operational_kg=operational, carbon_embodied_kg=embodied, carbon_kg=operational + embodied,
+               water_l=carbon.water_l(it_kwh, site.wue_l_per_kwh, energy, site.offsite_l_per_kwh),
+               capex_usd=capex, opex_usd=opex, tco_usd=capex + opex, activity=activity)
+    if mode == "serve":
+        out["tokens_generated"] = tokens
+        out["cost_per_mtok_usd"] = cost.cost_per_million_tokens(capex + opex, tokens)
+    return {**m, **out}
