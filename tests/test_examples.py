@@ -96,3 +96,44 @@ def test_tinyml():
     assert a["peak_bound_s"] < 0.030 < a["results"]["nrf52840"]["latency_s"]
     assert a["results"]["esp32-s3"]["latency_s"] < 0.030
     assert a["mobilenet"]["feasible"] is False
+
+
+def test_carbon_geography():
+    from dse.catalog import registry
+    a = load("carbon_geography").answer()
+    us, qc = (registry("regions").get(r, "t") for r in ("us-average", "ca-quebec"))
+    f = a["fleet"]
+    # same IT load in both places: operational carbon scales by PUE x grid intensity
+    assert f["us-average"]["power_w"] == f["ca-quebec"]["power_w"]
+    ratio = (qc.get("pue") * qc.get("grid_intensity")) / (us.get("pue") * us.get("grid_intensity"))
+    assert f["ca-quebec"]["carbon_operational_kg"] / f["us-average"]["carbon_operational_kg"] == pytest.approx(ratio)
+    assert f["us-average"]["overhead_share"] == pytest.approx(1 - 1 / us.get("pue"))
+    assert f["us-average"]["carbon_embodied_kg"] == f["ca-quebec"]["carbon_embodied_kg"]
+    # 256 GPUs near full activity draw ~1 kW each with their hosts: 30 days is ~190 MWh of IT energy
+    it_mwh = f["us-average"]["power_w"] * 720 / 1e6
+    assert 150 < it_mwh < 230
+    assert 0.85 < a["saved_operational_share"] < 1
+
+
+def test_serving_budget():
+    a = load("serving_budget").answer()
+    for _, r in a["best"].iterrows():
+        per_gpu_year = r["tco_usd"] / r["fleet_gpus"]
+        assert r["gpus_in_budget"] == math.floor(1e6 / per_gpu_year)
+        tokens = r["tokens_per_s"] * 365 * 86400
+        assert r["cost_per_mtok_usd"] == pytest.approx(r["tco_usd"] / (tokens / 1e6), rel=1e-9)
+    assert (a["best_slo"]["itl_s"] <= 0.020).all()
+    # the SLA only removes options: the cheapest under it costs at least the unconstrained cheapest
+    assert a["best_slo"]["cost_per_mtok_usd"].min() >= a["best"]["cost_per_mtok_usd"].min()
+
+
+def test_fleet_capstone():
+    a = load("fleet_capstone").answer()
+    best = a["best"]
+    assert best is not None and best["tco_usd"] <= 5e6 and best["carbon_t"] <= 500
+    assert best["tco_usd"] == pytest.approx(sum(p["tco_usd"] for p in best["parts"]))
+    # 512k generated tokens/s need hundreds of H100s, not the tutorial's 35-50
+    assert best["gpus"] > 200
+    for d in a["designs"]:
+        assert d["itl_s"] <= 0.050
+        assert d["gpus"] == sum(p["fleet_gpus"] for p in d["parts"])
