@@ -65,17 +65,19 @@ def table(load_by_class: dict[str, float] | None = None) -> tuple[list[tuple], f
     return out, statistics.median(e_err), statistics.median(c_err)
 
 
+def _class_error(cls: str, load: float) -> float:
+    """Median absolute energy error of one class's rows with its busy-power fraction set to `load`."""
+    rows_of_class = [row for row in table({**calibration.POWER_LOAD, cls: load})[0]
+                     if registry("hardware").get(HARDWARE[row[1]], "h").device_class == cls]
+    return statistics.median(abs(row[6]) for row in rows_of_class)
+
+
 def fit() -> dict[str, float]:
     """Per device class, the busy-power fraction of TDP minimising the median energy error of its rows."""
     best = {}
     for cls in ("datacenter-gpu", "datacenter-accel"):
         grid = [x / 100 for x in range(40, 101)]
-        def err(f: float) -> float:
-            loads = {**calibration.POWER_LOAD, cls: f}
-            errors = [abs(row[6]) for row in table(loads)[0]
-                      if registry("hardware").get(HARDWARE[row[1]], "h").device_class == cls]
-            return statistics.median(errors)
-        best[cls] = min(grid, key=err)
+        best[cls] = min(grid, key=lambda f, cls=cls: _class_error(cls, f))
     return best
 
 
@@ -110,7 +112,8 @@ def main() -> None:
         print("best busy-power fraction of TDP per class:", fit())
         return
     out, e_med, c_med = table()
-    print("| row | chip | measured W/chip | model W/chip | energy MWh | model MWh | error | tCO2e | model tCO2e | error |")
+    print("| row | chip | measured W/chip | model W/chip | energy MWh | model MWh | error | tCO2e | model tCO2e "
+          "| error |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in out:
         print(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.0f} | {r[4]:,.1f} | {r[5]:,.1f} | {r[6]:+.1%} | "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dse.catalog import Accelerator, Node, economics, registry
+from dse.catalog import Accelerator, Node, economics, node_for, registry
 from dse.models import calibration, carbon, cost, power, reliability, serving
 from dse.models.power import J_PER_KWH
 
@@ -51,12 +51,64 @@ class Site:
     notes: tuple[str, ...]
 
 
-def _node(device: Accelerator) -> Node | None:
-    return next((n for n in registry("nodes") if n.accelerator == device.name), None)
+def _si(a: dict, key: str, default: float = NAN) -> float:
+    """SI value of an economics assumption, or `default` when the catalog could not source it."""
+    return a[key].si if key in a else default
 
 
-def _si(q) -> float:
-    return NAN if q is None else q.si
+def _power(device: Accelerator, node: Node | None, a: dict, notes: list) -> tuple[float, float, float, float]:
+    """(idle W, busy W, typical host W, provisioned W) per accelerator; NaN where the catalog lacks the TDP."""
+    tdp = device.get("tdp")
+    if tdp is None:
+        notes.append(f"{device.name} has no TDP in the catalog: power, energy, carbon and owned cost are unknown")
+        return NAN, NAN, 0.0, NAN
+    idle = device.get("idle_power")
+    if idle is None:
+        idle = _si(a, "idle_power_fraction") * tdp
+        notes.append(f"idle power {idle:.0f} W = {a['idle_power_fraction'].value:g} x TDP (no measured idle "
+                     f"power for {device.name})")
+    host_max = node.get("host_power") / node.accelerators if node and node.get("host_power") else 0.0
+    if not host_max:
+        notes.append(f"no catalog node with host power for {device.name}: host (CPU, memory, NIC) power is not "
+                     "counted")
+    busy = calibration.POWER_LOAD[device.device_class] * tdp
+    return idle, busy, host_max * a["host_load_fraction"].si, tdp + host_max
+
+
+def _embodied(device: Accelerator, node: Node | None, a: dict, notes: list) -> float:
+    """Manufacturing footprint per accelerator with its host share (kg); NaN when unknown."""
+    kg = device.get("embodied_carbon")
+    if kg is None and device.get("die_area"):
+        kg = carbon.estimated_accelerator_kg(device.get("die_area"), device.memory_capacity,
+                                             a["embodied_per_die_area"].si, a["embodied_per_memory_gb"].si,
+                                             _si(a, "embodied_packaging", 0.0))
+        notes.append(f"embodied carbon of {device.name} estimated from die area and memory: {kg:.0f} kg (ACT-style "
+                     "model of die and memory only; product footprints such as H100's 164 kg are ~3x higher)")
+    elif kg is None:
+        notes.append(f"no embodied carbon (footprint or die area) for {device.name}: embodied carbon is unknown")
+        return NAN
+    if node is None or node.get("embodied_carbon") is None:
+        notes.append("host embodied carbon is not counted (no node footprint in the catalog)")
+        return kg
+    return kg + node.get("embodied_carbon") / node.accelerators
+
+
+def _hardware_usd(device: Accelerator, node: Node | None, a: dict, notes: list) -> float:
+    """Purchase price per accelerator with its share of host, cluster network and storage; NaN when unknown."""
+    if node and node.get("purchase_price"):
+        unit = node.get("purchase_price") / node.accelerators
+    elif device.get("purchase_price"):
+        unit = device.get("purchase_price")
+        notes.append(f"buy: {device.name} priced alone (no catalog node price): host not included")
+    else:
+        notes.append(f"no purchase price for {device.name} in the catalog: cost is unknown")
+        return NAN
+    if "maintenance_rate" not in a:
+        notes.append("buy: maintenance is not counted (no sourced rate in the catalog)")
+    return unit * (1.0 + a["network_capex_fraction"].si + _si(a, "storage_capex_fraction", 0.0))
+
+
+RENT_FIELDS = {"on-demand": "rent_on_demand", "reserved": "rent_reserved", "gpu-cloud": "rent_gpu_cloud"}
 
 
 def site(device: Accelerator, region_name: str | None, purchase: str, rental: str) -> Site:
@@ -64,66 +116,30 @@ def site(device: Accelerator, region_name: str | None, purchase: str, rental: st
     a = economics()
     region = registry("regions").get(region_name or DEFAULT_REGION, "--region")
     notes = [] if region_name else [f"region: {region.name} (default; choose with --region)"]
-    node = _node(device)
-    tdp = device.get("tdp")
-    if tdp is None:
-        notes.append(f"{device.name} has no TDP in the catalog: power, energy, carbon and owned cost are unknown")
-    idle = device.get("idle_power")
-    if idle is None and tdp is not None and "idle_power_fraction" in a:
-        idle = a["idle_power_fraction"].si * tdp
-        notes.append(f"idle power {idle:.0f} W = {a['idle_power_fraction'].value:g} x TDP (no measured idle "
-                     f"power for {device.name})")
-    busy = NAN if tdp is None else calibration.POWER_LOAD[device.device_class] * tdp
-    host_max = node.get("host_power") / node.accelerators if node and node.get("host_power") else None
-    if host_max is None:
-        notes.append(f"no catalog node for {device.name}: host (CPU, memory, NIC) power and embodied carbon are "
-                     "not counted")
-    host = 0.0 if host_max is None else host_max * a["host_load_fraction"].si
-    embodied = device.get("embodied_carbon")
-    if embodied is None and device.get("die_area"):
-        embodied = carbon.estimated_accelerator_kg(
-            device.get("die_area"), device.memory_capacity, a["embodied_per_die_area"].si,
-            a["embodied_per_memory_gb"].si, _si(a.get("embodied_packaging")) if "embodied_packaging" in a else 0.0)
-        notes.append(f"embodied carbon of {device.name} estimated from die area and memory: {embodied:.0f} kg "
-                     "(ACT-style model, no product footprint published)")
-    elif embodied is None:
-        notes.append(f"no embodied carbon (footprint or die area) for {device.name}: embodied carbon is unknown")
-    host_embodied = node.get("embodied_carbon") / node.accelerators if node and node.get("embodied_carbon") else 0.0
-    embodied = NAN if embodied is None else embodied + host_embodied
-    if node and node.get("purchase_price"):
-        unit = node.get("purchase_price") / node.accelerators
-    else:
-        unit = device.get("purchase_price") or NAN
-        if purchase == "buy" and not math.isnan(unit):
-            notes.append(f"buy: {device.name} priced alone (no catalog node price): host not included")
-    unit *= 1.0 + a["network_capex_fraction"].si + (a["storage_capex_fraction"].si
-                                                    if "storage_capex_fraction" in a else 0.0)
-    rent = device.get({"on-demand": "rent_on_demand", "reserved": "rent_reserved",
-                       "gpu-cloud": "rent_gpu_cloud"}[rental])
+    node = node_for(device.name)
+    idle, busy, host, provisioned = _power(device, node, a, notes)
+    embodied = _embodied(device, node, a, notes)
+    hardware = _hardware_usd(device, node, a, notes) if purchase == "buy" else NAN
+    rent = device.get(RENT_FIELDS[rental])
     if purchase == "rent" and rent is None:
         notes.append(f"no {rental} rental price for {device.name} in the catalog: cost is unknown")
-    if purchase == "buy" and math.isnan(unit):
-        notes.append(f"no purchase price for {device.name} in the catalog: cost is unknown")
     price = region.get("electricity_price")
     if purchase == "buy" and price is None:
         notes.append(f"no electricity price for {region.name}: owned cost is unknown (give --electricity-price)")
-    maintenance = a.get("maintenance_rate")
-    if purchase == "buy" and maintenance is None:
-        notes.append("buy: maintenance is not counted (no sourced rate in the catalog)")
     offsite = region.get("water_offsite")
     if offsite is None:
         notes.append(f"no off-site (generation) water figure for {region.name}: water_l is on-site cooling only")
+    per_kwh = J_PER_KWH  # SI per joule -> per kWh
     return Site(
-        region=region.name, purchase=purchase, idle_w=NAN if idle is None else idle, busy_w=busy, host_w=host,
-        provisioned_w=(NAN if tdp is None else tdp) + (host_max or 0.0), embodied_kg=embodied, hardware_usd=unit,
-        rent_usd_per_h=NAN if rent is None else rent * 3600.0, gpus_per_node=float(node.accelerators if node else 8),
-        intensity_kg_per_kwh=region.get("grid_intensity") * J_PER_KWH, pue=region.get("pue"),
-        wue_l_per_kwh=region.get("wue") * J_PER_KWH * 1e3, offsite_l_per_kwh=0.0 if offsite is None else
-        offsite * J_PER_KWH * 1e3, price_usd_per_kwh=NAN if price is None else price * J_PER_KWH,
-        life_s=a["hardware_life"].si, maintenance_per_s=0.0 if maintenance is None else maintenance.si,
-        facility_usd_per_w_s=a["facility_cost"].si, gpu_failures_per_s=a["gpu_failure_rate"].si,
-        node_failures_per_s=a["node_failure_rate"].si, restart_s=_si(a.get("restart_time")),
-        checkpoint_bw_per_node=a["checkpoint_bandwidth"].si, notes=tuple(notes))
+        region=region.name, purchase=purchase, idle_w=idle, busy_w=busy, host_w=host, provisioned_w=provisioned,
+        embodied_kg=embodied, hardware_usd=hardware, rent_usd_per_h=NAN if rent is None else rent * 3600.0,
+        gpus_per_node=float(node.accelerators if node else 8),
+        intensity_kg_per_kwh=region.get("grid_intensity") * per_kwh, pue=region.get("pue"),
+        wue_l_per_kwh=region.get("wue") * per_kwh * 1e3, offsite_l_per_kwh=(offsite or 0.0) * per_kwh * 1e3,
+        price_usd_per_kwh=NAN if price is None else price * per_kwh, life_s=a["hardware_life"].si,
+        maintenance_per_s=_si(a, "maintenance_rate", 0.0), facility_usd_per_w_s=a["facility_cost"].si,
+        gpu_failures_per_s=a["gpu_failure_rate"].si, node_failures_per_s=a["node_failure_rate"].si,
+        restart_s=_si(a, "restart_time"), checkpoint_bw_per_node=a["checkpoint_bandwidth"].si, notes=tuple(notes))
 
 
 def _given(n: dict, key: str, default):

@@ -44,7 +44,8 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
         cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS.get(k)
         for k in ("mode", "precision", "weight_precision", "recompute"))
     s = _setup_cached(w, dev, mode, precision, weight_precision, given.get("sparsity"), recompute)
-    purchase, rental = (cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS[k] for k in ("purchase", "rental"))
+    purchase, rental = (cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS[k]
+                        for k in ("purchase", "rental"))
     cfg.check_horizon(given, purchase)
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
     n = cfg.numbers(nums, s)

@@ -95,7 +95,8 @@ def main() -> None:
     if a["best"] is None:
         print(f"\nNo design meets ${BUDGET / 1e6:.0f}M and {CARBON_T:.0f} t a year.")
     else:
-        print(f"\nRecommended (cheapest within ${BUDGET / 1e6:.0f}M and {CARBON_T:.0f} t a year):\n  " + describe(a["best"]))
+        print(f"\nRecommended (cheapest within ${BUDGET / 1e6:.0f}M and {CARBON_T:.0f} t a year):")
+        print("  " + describe(a["best"]))
     print(f"{len(a['within_limits'])} of {len(a['designs'])} feasible designs meet both limits.")
 
 

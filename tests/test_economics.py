@@ -58,8 +58,8 @@ def test_small_owned_fleet_by_hand():
     days, r = 365, region("us-texas")
     m = dse.evaluate(**SERVE, gpus=8, duration_days=days, region="us-texas", purchase="buy")
     held = days * DAY
-    hardware = 8 * DGX.get("purchase_price") / 8 * (1 + A["network_capex_fraction"].si
-                                                      + (A["storage_capex_fraction"].si if "storage_capex_fraction" in A else 0))
+    storage = A["storage_capex_fraction"].si if "storage_capex_fraction" in A else 0.0
+    hardware = 8 * DGX.get("purchase_price") / 8 * (1 + A["network_capex_fraction"].si + storage)
     assert m["hardware_cost_usd"] == pytest.approx(hardware, rel=1e-12)
     capex = hardware * held / A["hardware_life"].si
     assert m["capex_usd"] == pytest.approx(capex, rel=1e-9)

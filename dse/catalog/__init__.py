@@ -7,6 +7,7 @@ from dse.catalog.loader import (
            economics,
            load_hardware_file,
            load_workload_file,
+           node_for,
            registry,
 )
 from dse.catalog.types import (
@@ -23,5 +24,5 @@ from dse.catalog.types import (
 )
 
 __all__ = ["KINDS", "PRECISIONS", "CNN", "AccuracyRange", "Accelerator", "Fabric", "Node", "Quantity", "Region",
-           "Registry", "Transformer", "Workload", "accuracy_ranges", "economics", "load_hardware_file", "load_workload_file",
-           "registry"]
+           "Registry", "Transformer", "Workload", "accuracy_ranges", "economics", "load_hardware_file",
+           "load_workload_file", "node_for", "registry"]

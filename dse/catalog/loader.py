@@ -329,6 +329,11 @@ def registry(kind: str) -> Registry:
 KINDS = ("hardware", "nodes", "fabrics", "workloads", "regions")
 
 
+def node_for(accelerator: str) -> Node | None:
+    """The first catalog node built from an accelerator (its host, fabrics and prices), or None."""
+    return next((n for n in registry("nodes") if n.accelerator == accelerator), None)
+
+
 @cache
 def economics() -> dict[str, Quantity]:
     """The sourced cost, reliability and embodied-carbon assumptions of economics.toml ``[assumptions]``,
