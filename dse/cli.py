@@ -8,7 +8,7 @@ import signal
 import sys
 
 from dse import config as cfg
-from dse import report
+from dse import cli_study, report
 from dse.catalog import KINDS, registry
 from dse.errors import DSEError, UnknownNameError
 from dse.evaluation import evaluate_point
@@ -95,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("catalog", help="list accelerators, nodes, fabrics, workloads or regions with sources")
     c.add_argument("kind", nargs="?", choices=KINDS)
     c.add_argument("--json", action="store_true", help="print a JSON list of objects, each with `name`")
+    cli_study.add_parsers(sub)
     args, extra = parser.parse_known_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     try:
         if extra:
             known = [o for a in sub.choices[args.command]._actions for o in a.option_strings]
             raise UnknownNameError("option", extra[0].split("=")[0], known, where=f"dse {args.command} --help")
-        return _run_eval(args) if args.command == "eval" else _run_catalog(args)
+        commands = {"eval": _run_eval, "catalog": _run_catalog, "run": cli_study.run_run,
+                    "front": cli_study.run_front, "sweep": cli_study.run_sweep}
+        return commands[args.command](args)
     except DSEError as exc:
         print(f"dse {args.command}: error: {exc}", file=sys.stderr)
         return 2

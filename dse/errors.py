@@ -55,3 +55,15 @@ class UnknownNameError(UserInputError):
 
 class CatalogFileError(UserInputError):
     """A TOML data file (catalog or user-supplied) is malformed."""
+
+
+class StudyFileError(UserInputError):
+    """A study, space or objectives file is malformed or names something that does not exist."""
+
+
+class EmptySpaceError(UserInputError):
+    """A search space whose rules (or the models) leave no design point to evaluate."""
+
+
+class StorageError(UserInputError):
+    """A study storage that cannot be created, written or reached."""

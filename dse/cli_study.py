@@ -1,0 +1,137 @@
+"""`dse run`, `dse front` and `dse sweep`: their options, and the tables and JSON they print."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+
+from dse import front as fr
+from dse import report
+from dse.errors import UserInputError
+from dse.objectives import Objectives
+from dse.study import SAMPLERS, Study, load_study
+from dse.studyfile import StudySpec
+from dse.sweep import save, saved_path, sweep
+
+
+def add_parsers(sub) -> None:
+    r = sub.add_parser("run", help="run an optimization study to its target number of trials",
+                       description="Run a study (DESIGN.md 4.2); running again resumes it.")
+    r.add_argument("study", metavar="STUDY.toml")
+    r.add_argument("--trials", type=str, help="target total of trials in the storage (default: the study's)")
+    r.add_argument("--sampler", help=f"{' | '.join(SAMPLERS)} (default: the study's, else auto)")
+    r.add_argument("--seed", type=str, help="sampler seed (default: the study's)")
+    r.add_argument("--storage", help="Optuna storage URL or journal file (default: a journal beside the study)")
+    r.add_argument("--json", action="store_true", help="print the front as one JSON object")
+    f = sub.add_parser("front", help="the Pareto front of a study: table, JSON, CSV or plot")
+    f.add_argument("study", metavar="STUDY.toml")
+    f.add_argument("--storage", help="Optuna storage URL or journal file (default: a journal beside the study)")
+    f.add_argument("--json", action="store_true", help="print one JSON object (study, objectives, evaluated, front)")
+    f.add_argument("--csv", metavar="F", help="write the front to a CSV file")
+    f.add_argument("--plot", metavar="F", help="write a plot: F.png (matplotlib) or F.html (plotly)")
+    s = sub.add_parser("sweep", help="evaluate a study's whole space: the exact Pareto front")
+    s.add_argument("study", metavar="STUDY.toml")
+    s.add_argument("--json", action="store_true", help="print one JSON object, with space_size, feasible, seconds")
+
+
+def _whole(option: str, text: str | None, low: int) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise UserInputError(option, text, f"a whole number >= {low}")
+    return value
+
+
+def run_run(args: argparse.Namespace) -> int:
+    study = load_study(args.study, args.storage)
+    summary = study.run(trials=_whole("--trials", args.trials, 1), sampler=args.sampler,
+                        seed=_whole("--seed", args.seed, 0), progress=not args.json)
+    if not args.json:
+        print(f"study {summary.study}: {summary.new} new trials ({summary.sampler}) in {summary.seconds:.1f} s, "
+              f"{summary.complete} in all")
+    return _show(study, args.json, extra={"sampler": summary.sampler, "new": summary.new,
+                                          "seconds": round(summary.seconds, 3)})
+
+
+def run_front(args: argparse.Namespace) -> int:
+    study = load_study(args.study, args.storage)
+    return _show(study, args.json, csv=args.csv, plot=args.plot)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    study = load_study(args.study)
+    result = sweep(study.spec, progress=not args.json)
+    payload = fr.contract(study.spec.name, study.spec.objectives, result.evaluated, result.front, study.params())
+    payload.update(space_size=result.space_size, feasible=result.feasible, seconds=round(result.seconds, 3),
+                   refused=result.refused, hypervolume=fr.hypervolume(result.front, study.spec.objectives))
+    save(study.spec, payload)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(f"study {study.spec.name}: {result.space_size:,} design points, {result.evaluated:,} evaluated "
+          f"({result.space_size - result.evaluated:,} break a rule), {result.feasible:,} feasible, "
+          f"{result.seconds:.1f} s")
+    print(_table(result.front, study.spec.objectives, study.params(), fr.knee(result.front, study.spec.objectives)))
+    return 0
+
+
+def _show(study: Study, as_json: bool, csv: str | None = None, plot: str | None = None,
+          extra: dict | None = None) -> int:
+    spec = study.spec
+    trials = study.trials()
+    front = fr.pareto(trials, spec.objectives)
+    knee = fr.knee(front, spec.objectives)
+    hv = fr.hypervolume(front, spec.objectives)
+    ratio = _ratio(spec, hv)
+    if csv:
+        try:
+            front.to_csv(csv, index=False)
+        except OSError as exc:
+            raise UserInputError("--csv", csv, f"a writable file ({exc.strerror})") from None
+    if plot:
+        from dse.plot import plot as draw
+        draw(trials, front, spec.objectives, knee, plot, f"{spec.name}: {len(trials)} trials", study.params())
+    if as_json:
+        payload = fr.contract(spec.name, spec.objectives, len(trials), front, study.params())
+        payload.update(hypervolume=hv, hypervolume_ratio=ratio, knee=knee, **(extra or {}))
+        print(json.dumps(payload, indent=2))
+        return 0
+    feasible = int(trials["feasible"].sum()) if len(trials) else 0
+    line = f"{len(trials)} trials, {feasible} feasible, {len(front)} on the Pareto front"
+    if hv is not None:
+        line += f", hypervolume {hv:.4g}"
+    if ratio is not None:
+        line += f" ({ratio:.1%} of the exact front from `dse sweep`)"
+    print(line)
+    if len(front):
+        print(_table(front, spec.objectives, study.params(), knee))
+    return 0
+
+
+def _ratio(spec: StudySpec, hv: float | None) -> float | None:
+    """The sampled front's hypervolume over the exact one a sweep saved, when there is one."""
+    path = saved_path(spec)
+    if hv is None or not path.exists():
+        return None
+    try:
+        exact = json.loads(path.read_text()).get("hypervolume")
+    except (OSError, ValueError):
+        return None
+    return hv / exact if exact else None
+
+
+def _table(front: pd.DataFrame, objectives: Objectives, params: list[str], knee: int | None) -> str:
+    shown = [p for p in params if p in front.columns and front[p].nunique(dropna=True) > 0]
+    columns = [*shown, *(m for m in objectives.metrics if m not in shown)]
+    rows = []
+    for i, (_, row) in enumerate(front.iterrows()):
+        mark = "*" if i == knee else ""
+        rows.append([mark, *(report.readable(c, fr.plain(row[c])) for c in columns)])
+    note = "\n* knee: the best compromise (closest to the ideal point with each objective scaled to [0, 1])"
+    return report.table(rows, ["", *columns]) + (note if knee is not None else "")
+

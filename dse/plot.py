@@ -1,0 +1,110 @@
+"""Pictures of a study: every evaluated point (infeasible ones grey), the Pareto front and its knee, in
+2-D or 3-D, as a PNG (matplotlib) or an interactive HTML page (plotly) whose points show their design."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dse.errors import UserInputError
+from dse.objectives import Objectives
+
+
+def plot(points: pd.DataFrame, front: pd.DataFrame, objectives: Objectives, knee: int | None, path: str,
+         title: str, params: list[str]) -> None:
+    """Write the plot to `path` (.png or .html), over the first two or three objectives."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".png", ".html"):
+        raise UserInputError("--plot", path, "a file name ending in .png (matplotlib) or .html (plotly)")
+    if len(objectives.objectives) < 2:
+        raise UserInputError("--plot", path, "a study with two or three objectives (this one has one)")
+    points = points.dropna(subset=objectives.metrics[:3])  # a point whose rules broke has no metrics to draw
+    feasible = points["feasible"].astype(bool) & objectives.feasible(points)
+    axes = objectives.metrics[:3]
+    try:
+        if suffix == ".png":
+            _png(points, feasible, front, knee, axes, path, title)
+        else:
+            _html(points, feasible, front, knee, axes, path, title, params)
+    except OSError as exc:
+        raise UserInputError("--plot", path, f"a writable file ({exc.strerror})") from None
+
+
+def _png(points, feasible, front, knee, axes, path, title) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    three = len(axes) == 3
+    fig = plt.figure(figsize=(7.5, 6) if three else (7, 5))
+    ax = fig.add_subplot(projection="3d" if three else None)
+
+    def scatter(frame, **kw):
+        if len(frame):
+            ax.scatter(*[pd.to_numeric(frame[a], errors="coerce") for a in axes], **kw)
+
+    scatter(points[~feasible], color="0.75", s=10, label=f"infeasible ({int((~feasible).sum())})")
+    scatter(points[feasible], color="tab:blue", s=12, alpha=0.6, label=f"feasible ({int(feasible.sum())})")
+    if not three and len(front):
+        ax.step(front[axes[0]], front[axes[1]], where="post", color="tab:red", lw=1, alpha=0.6)
+    scatter(front, color="tab:red", s=30, edgecolor="black", linewidth=0.4, label=f"Pareto front ({len(front)})",
+            zorder=3)
+    if knee is not None:
+        scatter(front.iloc[[knee]], color="gold", marker="*", s=260, edgecolor="black", label="knee", zorder=4)
+    for setter, name in zip((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None)), axes, strict=False):
+        setter(name)
+    for a, name in zip("xyz", axes, strict=False):
+        values = pd.to_numeric(points[name], errors="coerce")
+        if (values > 0).all() and values.max() / values.min() > 20:
+            _log_axis(ax, a, three)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    if not three:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _log_axis(ax, axis: str, three: bool) -> None:
+    """Log scale for a 2-D axis spanning decades (3-D matplotlib axes have no reliable log scale)."""
+    if not three:
+        getattr(ax, f"set_{axis}scale")("log")
+
+
+def _html(points, feasible, front, knee, axes, path, title, params) -> None:
+    import plotly.graph_objects as go
+
+    three = len(axes) == 3
+    trace = go.Scatter3d if three else go.Scatter
+    shown = [c for c in params if c in points.columns]
+
+    def add(fig, frame, name, marker):
+        if not len(frame):
+            return
+        coords = dict(zip("xyz", [frame[a] for a in axes], strict=False))
+        text = ["<br>".join(f"{c}: {row[c]}" for c in shown) for _, row in frame.iterrows()]
+        fig.add_trace(trace(**coords, mode="markers", name=name, marker=marker, text=text,
+                            hovertemplate="%{text}<extra>" + name + "</extra>"))
+
+    fig = go.Figure()
+    add(fig, points[~feasible], f"infeasible ({int((~feasible).sum())})", dict(color="lightgrey", size=4))
+    add(fig, points[feasible], f"feasible ({int(feasible.sum())})", dict(color="steelblue", size=4, opacity=0.6))
+    add(fig, front, f"Pareto front ({len(front)})", dict(color="crimson", size=7, line=dict(width=1, color="black")))
+    if knee is not None:
+        add(fig, front.iloc[[knee]], "knee", dict(color="gold", size=12, symbol="diamond",
+                                                  line=dict(width=1, color="black")))
+    labels = dict(zip(("xaxis_title", "yaxis_title", "zaxis_title"), axes, strict=False))
+    if three:
+        fig.update_layout(scene=labels)
+    else:
+        fig.update_layout(**labels)
+        for a, name in zip("xy", axes, strict=False):
+            values = pd.to_numeric(points[name], errors="coerce")
+            if (values > 0).all() and values.max() / values.min() > 20:
+                fig.update_layout(**{f"{a}axis_type": "log"})
+    fig.update_layout(title=title, template="plotly_white")
+    fig.write_html(path, include_plotlyjs=True)
+
+
+__all__ = ["plot"]

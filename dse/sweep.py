@@ -1,0 +1,133 @@
+"""Exhaustive evaluation of a study's space: chunks of the enumeration are completed, filtered by the
+rules, evaluated column-wise through `evaluate_many`, and reduced to their non-dominated feasible
+points, so memory is bounded by the chunk size and the front, never by the space."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dse import front as fr
+from dse.errors import EmptySpaceError
+from dse.space import with_metrics
+from dse.studyfile import StudySpec, load
+
+CHUNK = 1 << 16  # design points per chunk
+
+
+@dataclass
+class SweepResult:
+    front: pd.DataFrame
+    space_size: int
+    evaluated: int
+    feasible: int
+    seconds: float
+    refused: int
+    survivors: list[int]  # points left after each rule in turn
+    violated: dict[str, int]  # evaluated points violating each constraint
+
+
+def _chunk(path: str, start: int, stop: int) -> tuple:
+    """One chunk: its front, points evaluated, feasible, refused, survivors per rule, violations."""
+    spec = load(path)
+    space, objectives = spec.space, spec.objectives
+    points = space.complete(space.rows(np.arange(start, stop)))
+    alive = np.ones(len(points), dtype=bool)
+    survivors = []
+    for mask in space.broken_rules(points).values():
+        alive &= ~mask
+        survivors.append(int(alive.sum()))
+    points = points[alive].reset_index(drop=True)
+    if points.empty:
+        return points, 0, 0, 0, survivors, {}
+    metrics = space.evaluate(points)
+    refused = int(metrics["refused"].notna().sum()) if "refused" in metrics else 0
+    rows = with_metrics(points, metrics.drop(columns=["refused"], errors="ignore"))
+    violations = objectives.violations(rows)
+    violated = {k: int((v > 0).sum()) for k, v in violations.items()}
+    ok = np.logical_and.reduce([v <= 0 for v in violations.values()])
+    return fr.pareto(rows[ok], objectives), len(rows), int(ok.sum()), refused, survivors, violated
+
+
+def sweep(spec: StudySpec, chunk: int = CHUNK, workers: int | None = None, progress: bool = False) -> SweepResult:
+    """Evaluate every point of the study's space; the exact front of the feasible ones."""
+    size = spec.space.size
+    if size is None:
+        real = [p.name for p in spec.space.params if p.grid() is None]
+        raise EmptySpaceError(f"{spec.path}: param.{real[0]}", "a real range without points",
+                              "an enumerable space for a sweep: give it `points = N` (grid points)")
+    start_time = time.perf_counter()
+    workers = workers or os.cpu_count() or 1
+    chunk = max(1, min(chunk, -(-size // (4 * workers))))  # enough chunks to keep every worker busy
+    bounds = [(a, min(a + chunk, size)) for a in range(0, size, chunk)]
+    result = SweepResult(pd.DataFrame(), size, 0, 0, 0.0, 0, [0] * len(spec.space.rules), {})
+    parts: list[pd.DataFrame] = []
+    for i, (front, evaluated, feasible, refused, survivors, violated) in enumerate(_map(spec, bounds, workers)):
+        result.evaluated += evaluated
+        result.feasible += feasible
+        result.refused += refused
+        result.survivors = [a + b for a, b in zip(result.survivors, survivors, strict=True)]
+        for k, v in violated.items():
+            result.violated[k] = result.violated.get(k, 0) + v
+        parts.append(front)
+        if len(parts) > 8:  # keep memory bounded: reduce the running front now and then
+            parts = [fr.pareto(pd.concat(parts, ignore_index=True), spec.objectives)]
+        if progress and sys.stderr.isatty():
+            sys.stderr.write(f"\r{bounds[i][1]:,}/{size:,} points, {result.feasible:,} feasible, "
+                             f"{time.perf_counter() - start_time:.1f} s")
+    if progress and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    _check_not_empty(spec, result)
+    result.front = fr.pareto(pd.concat(parts, ignore_index=True), spec.objectives)
+    result.seconds = time.perf_counter() - start_time
+    return result
+
+
+def _map(spec: StudySpec, bounds: list[tuple[int, int]], workers: int):
+    """Chunks in order, across worker processes when there are several chunks and cores."""
+    path = str(spec.path)
+    if workers == 1 or len(bounds) == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return (_chunk(path, a, b) for a, b in bounds)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(bounds)), mp_context=multiprocessing.get_context("fork"))
+    return _closing(pool, pool.map(_chunk, [path] * len(bounds), *zip(*bounds, strict=True)))
+
+
+def _closing(pool: ProcessPoolExecutor, results):
+    with pool:
+        yield from results
+
+
+def _check_not_empty(spec: StudySpec, result: SweepResult) -> None:
+    """Name the rule that removed every point, or the constraint no evaluated point meets."""
+    for rule, left in zip(spec.space.rules, result.survivors, strict=True):
+        if left == 0:
+            raise EmptySpaceError(f"{spec.path}: rule", rule.name, f"a rule that leaves some of the "
+                                  f"{result.space_size:,} design points (with the rules before it, it removes all)")
+    if result.evaluated and result.evaluated == result.refused:
+        raise EmptySpaceError(f"{spec.path}: space", "every design point", "points the models accept: add rules "
+                              "that exclude what they refuse (see `dse eval` on one of them)")
+    if result.evaluated and not result.feasible:
+        worst = [k for k, v in result.violated.items() if v == result.evaluated] or \
+            [max(result.violated, key=result.violated.get)]
+        raise EmptySpaceError(f"{spec.path}: constraint", worst[0], f"a constraint some of the {result.evaluated:,} "
+                              f"evaluated points meet (it is violated by {result.violated[worst[0]]:,})")
+
+
+def saved_path(spec: StudySpec) -> Path:
+    """Where a sweep's front is kept, beside the study file, for `dse front` to compare with."""
+    return spec.path.with_suffix(".sweep.json")
+
+
+def save(spec: StudySpec, payload: dict) -> None:
+    try:
+        saved_path(spec).write_text(json.dumps(payload, indent=1))
+    except OSError:
+        pass  # a read-only study folder: the sweep still printed its result
