@@ -351,12 +351,15 @@ def _suggest(name: str, names) -> str:
     return f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
+_CATALOGS = {"hardware": "hardware", "workload": "workloads", "region": "regions"}
+
+
 def check_option(name: str, value: object, where: str) -> None:
     """Check one option value against the option table and the catalog, naming `where` on error."""
     try:
         cfg.check_keys({name: value})
-        if name in ("hardware", "workload"):
-            registry("hardware" if name == "hardware" else "workloads").get(str(value), where)
+        if name in _CATALOGS:
+            registry(_CATALOGS[name]).get(str(value), where)
         elif name in cfg.CHOICES:
             cfg.check_choice(name, value)
         elif name in cfg.NUMERIC:
