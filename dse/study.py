@@ -24,7 +24,7 @@ from dse.studyfile import SAMPLERS, StudySpec, check_sampler, load
 
 # The default sampler, chosen by measurement: bench/studies.py prints the hypervolume ratio against
 # trials for every sampler on every shipped study (table in bench/README.md).
-AUTO = "tpe"
+AUTO = "nsga3"  # highest mean hypervolume ratio at the studies' own trial counts, and ~3x faster than TPE
 POPULATION_SAMPLERS = ("nsga2", "nsga3", "random")
 STALE_S = 600  # a trial RUNNING this long was left by a killed run: it is marked failed
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -1,0 +1,93 @@
+"""Study benchmarks: front quality per sampler against the exact sweep, trial rate against bare Optuna,
+and the sweep time of the biggest shipped study.
+
+    python bench/studies.py                      # everything (several minutes on 2 cores)
+    python bench/studies.py --samplers tpe nsga2 --studies llama3-8b-serving
+
+Front quality: for each shipped study and sampler, the hypervolume of the sampled front over the
+exact front's (from `dse sweep`), at a quarter, half and all of the study's own trial count, with
+the share of the space evaluated. Trial rate: `dse` study trials per second on the embedded default
+(journal file) against bare Optuna with the same sampler, storage and suggestions and a trivial
+objective, in one run."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from dse import front as fr
+from dse.study import Study, make_sampler, suggest
+from dse.studyfile import load
+from dse.sweep import sweep
+
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+
+
+def quality(name: str, samplers: list[str], gp_trials: int) -> None:
+    spec = load(STUDIES / f"{name}.toml")
+    exact = sweep(spec)
+    hv_exact = fr.hypervolume(exact.front, spec.objectives)
+    print(f"\n{name}: {exact.space_size:,} points, exact front {len(exact.front)}, sweep {exact.seconds:.1f} s")
+    print(f"  {'sampler':8} " + "  ".join(f"{'n=' + str(n):>14}" for n in _checkpoints(spec.trials)) + "   seconds")
+    for sampler in samplers:
+        target = min(spec.trials, gp_trials) if sampler == "gp" else spec.trials
+        with tempfile.TemporaryDirectory() as tmp:
+            study = Study(spec, storage=str(Path(tmp) / "bench.journal"))
+            cells, start = [], time.perf_counter()
+            for n in _checkpoints(spec.trials):
+                if n > target:
+                    cells.append(f"{'-':>14}")
+                    continue
+                study.run(trials=n, sampler=sampler)
+                hv = fr.hypervolume(study.front(), spec.objectives)
+                cells.append(f"{hv / hv_exact:>7.1%} ({n / exact.space_size:>5.1%})")
+            print(f"  {sampler:8} " + "  ".join(cells) + f"   {time.perf_counter() - start:7.1f}")
+
+
+def _checkpoints(trials: int) -> list[int]:
+    return [max(1, trials // 4), max(1, trials // 2), trials]
+
+
+def rate(name: str, sampler: str, trials: int) -> None:
+    """Trials/s of a dse study and of bare Optuna (same sampler, journal storage, suggestions)."""
+    spec = load(STUDIES / f"{name}.toml")
+    with tempfile.TemporaryDirectory() as tmp:
+        study = Study(spec, storage=str(Path(tmp) / "dse.journal"))
+        start = time.perf_counter()
+        study.run(trials=trials, sampler=sampler, seed=0)
+        dse_rate = trials / (time.perf_counter() - start)
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(Path(tmp) / "bare.journal")))
+        directions = [o.direction for o in spec.objectives.objectives]
+        bare = optuna.create_study(storage=storage, directions=directions,
+                                   sampler=make_sampler(sampler, 0, spec.population, len(directions)))
+        k = len(directions)
+        start = time.perf_counter()
+        bare.optimize(lambda t: [float(len(suggest(spec.space, t)))] * k, n_trials=trials)
+        bare_rate = trials / (time.perf_counter() - start)
+    print(f"  {name} {sampler:6} {trials} trials: dse {dse_rate:7.1f}/s, bare Optuna {bare_rate:7.1f}/s, "
+          f"ratio {dse_rate / bare_rate:.0%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", nargs="*", default=[p.stem for p in sorted(STUDIES.glob("*.toml"))])
+    parser.add_argument("--samplers", nargs="*", default=["tpe", "nsga2", "nsga3", "random", "gp"])
+    parser.add_argument("--gp-trials", type=int, default=100, help="GP is slow: its trials are capped")
+    parser.add_argument("--rate-trials", type=int, default=300)
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print("front quality: hypervolume of the sampled front / exact front (share of the space evaluated)")
+    for name in [] if args.skip_quality else args.studies:
+        quality(name, args.samplers, args.gp_trials)
+    print("\ntrial rate on the embedded default (journal file):")
+    for sampler in ("tpe", "nsga2", "random"):
+        rate("llama3-8b-serving", sampler, args.rate_trials)
+
+
+if __name__ == "__main__":
+    main()
