@@ -39,7 +39,8 @@ def chip_power(device_name: str, load: float | None = None) -> float:
     device = registry("hardware").get(device_name, "hardware")
     site = economics.site(device, None, "rent", "on-demand")
     busy = site.busy_w if load is None else load * device.get("tdp")
-    return power.accelerator_power(site.idle_w, busy, ACTIVITY) + site.host_w
+    return (power.accelerator_power(site.idle_w, busy, ACTIVITY)
+            + power.accelerator_power(site.host_idle_w, site.host_busy_w, ACTIVITY))
 
 
 def predict(r: dict, load: float | None = None) -> tuple[float, float, float]:

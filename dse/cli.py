@@ -7,8 +7,8 @@ import re
 import signal
 import sys
 
-from dse import config as cfg
 from dse import cli_study, report
+from dse import config as cfg
 from dse.catalog import KINDS, registry
 from dse.errors import DSEError, UnknownNameError
 from dse.evaluation import evaluate_point

@@ -210,6 +210,12 @@ def check_horizon(given: dict, purchase: str) -> None:
         for key in (k for k in BUY_ONLY if k in present):
             raise UserInputError(option(key), _first(given[key])[0], "used only with --purchase buy (a rental "
                                  "price includes power and the provider's utilisation)")
+    elif "rental" in present:
+        raise UserInputError("--rental", _first(given["rental"])[0], "used only with --purchase rent (bought "
+                             "hardware has no rental price class)")
+    region = given.get("region")
+    if region is not None and not (isinstance(region, str) and region.strip()):
+        raise UserInputError("--region", region, "a region name (see `dse catalog regions`)")
 
 
 def require(ok, field: str, value, allowed: str) -> None:

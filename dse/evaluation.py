@@ -46,9 +46,9 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     s = _setup_cached(w, dev, mode, precision, weight_precision, given.get("sparsity"), recompute)
     purchase, rental = (cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS[k]
                         for k in ("purchase", "rental"))
-    cfg.check_horizon(given, purchase)
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
-    n = cfg.numbers(nums, s)
+    n = cfg.numbers(nums, s)  # refuses options the mode does not use (e.g. --tokens in serve) first
+    cfg.check_horizon(given, purchase)
     site = _site_cached(dev, given.get("region"), purchase, rental) if _horizon(given) else None
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
@@ -64,7 +64,7 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     if s.mode == "serve" and SLO_OPTIONS.intersection(nums):
         service_levels(metrics, n, notes if notes is not None else [])
     if site is not None:
-        metrics = economics.apply(metrics, n, s.mode, site)
+        metrics.update(economics.apply(metrics, n, s.mode, site))
         if notes is not None:
             notes.extend(site.notes)
     # numpy scalars and 0-d results become Python values; counts become integers; a metric the catalog
@@ -201,12 +201,14 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
             sub = frame.loc[rows]
             nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
             present = {**{k: v for k, v in c.items() if v is not None and k in frame}, **nums}
-            cfg.check_horizon(present, cats["purchase"])
-            site = _site_cached(dev, c["region"], cats["purchase"], cats["rental"]) if _horizon(present) else None
+        site = None
         for start in range(0, len(rows), CHUNK):
             part = {k: v[start:start + CHUNK] for k, v in nums.items()}
             with _at_rows(rows, start):
                 n = cfg.numbers(part, s)
+                cfg.check_horizon(present, cats["purchase"])
+                if _horizon(present):
+                    site = _site_cached(dev, c["region"], cats["purchase"], cats["rental"])
             out.append(_block(s, n, rows[start:start + CHUNK], bool(SLO_OPTIONS.intersection(nums)), site))
     result = pd.concat(out).sort_index()
     for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
@@ -226,9 +228,9 @@ def _block(s: Setup, n: dict, rows, service_levels: bool, site: economics.Site |
     if service_levels:
         _service_level_rows(block, n, len(rows))
     if site is not None:
-        columns = economics.apply({k: block[k].to_numpy() for k in block.columns}, n, s.mode, site)
-        block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in columns.items()},
-                             index=rows)
+        added = economics.apply({k: block[k].to_numpy() for k in block.columns}, n, s.mode, site)
+        for key, v in added.items():
+            block[key] = np.broadcast_to(np.asarray(v, dtype=float), (len(rows),))
     return block
 
 

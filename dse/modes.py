@@ -300,7 +300,7 @@ def _link(device: Accelerator) -> tuple[float | None, float]:
     """One direction of the scale-up link between the device's GPUs (B/s) and the per-step latency
     of that fabric, from the catalog node built from the device; (None, 0) when no node says how its
     GPUs connect (PCIe cards with bridges, TPUs, Gaudi), so that parallelism is refused, not guessed."""
-    node = node_for(device.name)
+    node = node_for(device)
     fabric = next((f for f in registry("fabrics") if node and f.name == node.scale_up), None)
     if fabric is None:
         return None, 0.0

@@ -22,12 +22,14 @@ def region(name):
 
 
 def h100_draw(activity: float) -> float:
-    """Mean W of one H100 and its host share: idle + (f x TDP - idle) x activity + host max / 8 x load."""
+    """Mean W of one H100 and its host share, each idle + (busy - idle) x activity: the GPU between its
+    idle draw and f x TDP, the host share (max / 8) between the idle and the load fraction of it."""
     tdp = H100.get("tdp")
     idle = H100.get("idle_power") or A["idle_power_fraction"].si * tdp
     busy = calibration.POWER_LOAD["datacenter-gpu"] * tdp
-    host = DGX.get("host_power") / DGX.accelerators * A["host_load_fraction"].si
-    return idle + (busy - idle) * activity + host
+    host = DGX.get("host_power") / DGX.accelerators
+    host_idle, host_busy = host * A["idle_power_fraction"].si, host * A["host_load_fraction"].si
+    return idle + (busy - idle) * activity + host_idle + (host_busy - host_idle) * activity
 
 
 def test_small_rented_fleet_by_hand():
@@ -119,6 +121,27 @@ def test_buy_and_rent_cross_at_the_predicted_utilization():
     assert shorter > rent > longer
 
 
+def test_young_daly_lengthens_a_16k_gpu_run_through_the_economics_layer():
+    from dse import economics as layer
+    site = layer.site(H100, None, "rent", "on-demand")
+    ideal = 54 * DAY
+    m = {"checkpoint_bytes": 405e9 * (2 + 12), "time_to_train_s": ideal, "activity": 1.0}
+    n = {"gpus": 16_384, "gpus_per_node": 8, "tokens": 15.6e12, "duration_days": None}
+    out = layer.apply(m, n, "train", site)
+    lam = 16_384 * A["gpu_failure_rate"].si + 2_048 * A["node_failure_rate"].si
+    delta = 405e9 * 14 / (2_048 * A["checkpoint_bandwidth"].si)
+    tau = math.sqrt(2 * delta / lam) - delta
+    restart = A["restart_time"].si + delta  # detection and restart, then the checkpoint read back
+    good = (1 - lam * (restart + (tau + delta) / 2)) / (1 + delta / tau)
+    assert out["goodput"] == pytest.approx(good, rel=1e-12)
+    assert out["time_to_train_s"] == pytest.approx(ideal / good, rel=1e-12)
+    assert out["failures"] == pytest.approx(ideal / good * lam, rel=1e-12)
+    # Daly 2006 eq. 20, the exponential model the first-order form approximates: within 0.1%
+    mtbf = 1 / lam
+    exact = tau / (mtbf * math.exp(restart / mtbf) * (math.exp((tau + delta) / mtbf) - 1))
+    assert out["goodput"] == pytest.approx(exact, rel=1e-3)
+
+
 def test_young_daly_lengthens_a_16k_gpu_run():
     gpus, nodes = 16_384, 2_048
     lam = gpus * A["gpu_failure_rate"].si + nodes * A["node_failure_rate"].si  # failures per second
@@ -154,21 +177,83 @@ def test_serving_fleet_at_a_load_keeps_spares_and_idles_between_requests():
     assert m["fleet_gpus"] == m["replicas_needed"] + m["spare_replicas"]
     # a replica fails every ~7 years and is back in minutes: no spare is needed for 99.9%
     assert m["spare_replicas"] == 0
-    full = dse.evaluate(**SERVE, duration_days=30)
-    assert m["activity"] < full["activity"]  # an M/M/c queue at this load is sometimes empty
     assert m["cost_per_mtok_usd"] == pytest.approx(m["tco_usd"] / (20 * 128 * 30 * DAY / 1e6), rel=1e-12)
+    # at 0.5 requests/s one replica (32 slots) holds a request with probability 1 - P0 = 1 - e^-A for A << 32
+    light = dse.evaluate(**SERVE, qps=0.5, duration_days=30)
+    full = dse.evaluate(**SERVE, duration_days=30)
+    offered = 0.5 * light["request_latency_s"]
+    assert light["activity"] == pytest.approx(full["activity"] * (1 - math.exp(-offered)), rel=1e-6)
+    assert light["activity"] < 0.7 * full["activity"]
+    assert light["power_w"] == pytest.approx(h100_draw(light["activity"]), rel=1e-9)
+
+
+def _same_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """evaluate_many's rows equal evaluate's, every metric (NaN in the frame where evaluate leaves it out)."""
+    out = dse.evaluate_many(frame)
+    for i, row in frame.iterrows():
+        one = dse.evaluate(**{k: v for k, v in row.to_dict().items() if not (isinstance(v, float) and math.isnan(v))})
+        for key in out.columns:
+            got = out[key].iloc[i]
+            if key not in one:
+                assert pd.isna(got), (i, key, got)
+            elif isinstance(one[key], str | bool):
+                assert got == one[key], (i, key)
+            else:
+                assert got == pytest.approx(one[key], rel=1e-9), (i, key)
+    return out
 
 
 def test_evaluate_many_carries_economics_column_wise():
     regions = ["us-average", "quebec", "poland", "us-texas"]
     frame = pd.DataFrame({**{k: v for k, v in SERVE.items()}, "region": regions, "duration_days": [10, 20, 30, 40],
                           "purchase": ["rent", "buy", "rent", "buy"]})
-    out = dse.evaluate_many(frame)
-    for i, row in frame.iterrows():
-        one = dse.evaluate(**row.to_dict())
-        for key in ("energy_kwh", "carbon_kg", "tco_usd", "water_l", "power_w", "cost_per_mtok_usd"):
-            assert out[key].iloc[i] == pytest.approx(one[key], rel=1e-9), (i, key)
+    out = _same_rows(frame)
     assert np.isnan(out["hardware_cost_usd"].iloc[0]) and out["hardware_cost_usd"].iloc[1] > 0
+
+
+def test_evaluate_many_at_a_load_and_for_training_runs():
+    serve = pd.DataFrame({**SERVE, "duration_days": 30, "qps": [0.5, 20.0, 500.0], "ttft_slo": [5.0, 2.0, 0.001]})
+    out = _same_rows(serve)
+    # no replica count meets a 1 ms TTFT: the deployment given (one replica) can only make its own tokens
+    assert out["tokens_generated"].iloc[2] == pytest.approx(out["tokens_per_s"].iloc[2] * 30 * DAY, rel=1e-9)
+    train = pd.DataFrame({"workload": "llama-3-8b", "hardware": "h100", "mode": "train", "batch": 64, "dp": 8,
+                          "zero": 3, "recompute": "full", "tokens": [1e11, None, None],
+                          "duration_days": [None, 7.0, 14.0], "rental": ["on-demand", "gpu-cloud", "reserved"]})
+    _same_rows(train)
+
+
+def test_every_region_evaluates():
+    for r in registry("regions"):
+        m = dse.evaluate(**SERVE, duration_days=1, region=r.name)
+        assert m["energy_kwh"] > 0 and m["carbon_kg"] > 0, r.name
+        assert ("water_l" in m) == (r.get("wue") is not None), r.name
+
+
+def test_owned_hardware_pays_off_after_the_predicted_horizon():
+    # a project that bears the whole purchase (hardware life = its horizon): buying costs C + e H, renting
+    # r H, so buying pays off after H* = C / (r - e), with e the owned cost per day that is not capex
+    point = dict(**SERVE, gpus=8, region="us-texas")
+    day = dse.evaluate(**point, duration_days=1, purchase="buy", life_years=1 / 365.25)
+    rent_per_day = dse.evaluate(**point, duration_days=1)["tco_usd"]
+    capex = day["hardware_cost_usd"]
+    h_star = capex / (rent_per_day - (day["tco_usd"] - capex))
+    for days, buy_cheaper in ((h_star * 0.95, False), (h_star * 1.05, True)):
+        buy = dse.evaluate(**point, duration_days=days, purchase="buy", life_years=days / 365.25)["tco_usd"]
+        rent = dse.evaluate(**point, duration_days=days)["tco_usd"]
+        assert (buy < rent) == buy_cheaper, days
+
+
+def test_energy_calibration_meets_its_acceptance():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "bench" / "calibrate_energy.py"
+    spec = importlib.util.spec_from_file_location("calibrate_energy", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows, energy_median, carbon_median = bench.table()
+    assert len(rows) == 6 and energy_median < 0.20 and carbon_median < 0.20
+    for _, _, measured, model, error in bench.node_check():
+        assert abs(error) < 0.25, (measured, model)
 
 
 def test_spares_follow_the_binomial_tail():
@@ -181,3 +266,25 @@ def test_spares_follow_the_binomial_tail():
     assert reliability.spares_needed(200, lam, 72 * 3600, 1e-3) == k
     m = dse.evaluate(**SERVE, gpus=200, duration_days=30, repair_hours=72)
     assert m["spare_replicas"] == k and m["fleet_gpus"] == 200 + k
+
+
+def test_a_users_chip_does_not_borrow_a_catalog_node(tmp_path):
+    chip = tmp_path / "h100-sxm.toml"
+    chip.write_text("""
+[peak]
+bf16 = { value = 989.5, unit = "TFLOP/s" }
+[spec]
+memory_capacity = { value = 80, unit = "GiB" }
+memory_bandwidth = { value = 3.35, unit = "TB/s" }
+tdp = { value = 700, unit = "W" }
+purchase_price = { value = 20000, unit = "USD" }
+""")
+    r = dse.evaluate_point(workload="llama-3-8b", hardware_file=str(chip), mode="serve", batch=8, duration_days=30,
+                           purchase="buy")
+    storage = A["storage_capex_fraction"].si if "storage_capex_fraction" in A else 0.0
+    assert r.metrics["hardware_cost_usd"] == pytest.approx(20000 * (1 + A["network_capex_fraction"].si + storage))
+    assert any("host" in note for note in r.notes)
+    bad = tmp_path / "hot.toml"
+    bad.write_text(chip.read_text() + 'idle_power = { value = 800, unit = "W" }\n')
+    with pytest.raises(dse.DSEError, match="idle_power"):
+        dse.evaluate(workload="llama-3-8b", hardware_file=str(bad))

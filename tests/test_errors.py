@@ -438,6 +438,10 @@ def test_evaluate_many_empty_cell_takes_the_default():
     ({"duration_days": 3, "fleet_utilization": 0.5}, ["--fleet-utilization", "--purchase buy"]),
     ({"duration_days": 3, "purchase": "buy", "fleet_utilization": 1.5}, ["--fleet-utilization", "1.5", "<= 1"]),
     ({"duration_days": 0}, ["--duration-days", "0", "> 0"]),
+    ({"duration_days": 3, "purchase": "buy", "rental": "reserved"}, ["--rental", "'reserved'", "--purchase rent"]),
+    ({"duration_days": 3, "region": ""}, ["--region", "''", "region name"]),
+    ({"duration_days": 3, "region": ["quebec"]}, ["--region", "['quebec']", "region name"]),
+    ({"mode": "serve", "tokens": 1e9, "duration_days": 3}, ["--tokens", "not used in serve mode"]),
 ])
 def test_economics_options_refused(kwargs, fragments):
     assert_names(error_of(**BASE, **kwargs), *fragments)

@@ -195,6 +195,9 @@ def accelerator(raw: Mapping, where: str, strict: bool) -> Accelerator:
         if key not in spec or spec[key].si <= 0:
             shown = f"{spec[key].value:g} {spec[key].unit}" if key in spec else None
             raise CatalogFileError(f"{where}.spec.{key}", shown, "a positive quantity (required)")
+    if "idle_power" in spec and "tdp" in spec and spec["idle_power"].si > spec["tdp"].si:
+        raise CatalogFileError(f"{where}.spec.idle_power", spec["idle_power"].value, f"at most the TDP "
+                               f"({spec['tdp'].value:g} {spec['tdp'].unit})")
     device_class = raw.get("class", "datacenter-gpu")
     if device_class not in DEVICE_CLASSES:
         raise CatalogFileError(f"{where}.class", device_class, f"one of {', '.join(DEVICE_CLASSES)}")
@@ -329,9 +332,12 @@ def registry(kind: str) -> Registry:
 KINDS = ("hardware", "nodes", "fabrics", "workloads", "regions")
 
 
-def node_for(accelerator: str) -> Node | None:
-    """The first catalog node built from an accelerator (its host, fabrics and prices), or None."""
-    return next((n for n in registry("nodes") if n.accelerator == accelerator), None)
+def node_for(device: Accelerator) -> Node | None:
+    """The first catalog node built from a catalog accelerator (its host, fabrics and prices); None for
+    an accelerator from a user's file, whatever its name."""
+    if not any(d is device for d in registry("hardware")):
+        return None
+    return next((n for n in registry("nodes") if n.accelerator == device.name), None)
 
 
 @cache

@@ -66,6 +66,6 @@ def for_class(device_class: str) -> Efficiency:
 # class: the one power parameter fitted by `bench/calibrate_energy.py --fit` on the training runs of
 # Patterson et al. 2021, Table 4 (bench/calibration/carbon.csv) on 2026-11-30: the TPU v2/v3 rows
 # fix `datacenter-accel` (0.67), the GPT-3 V100 row `datacenter-gpu` (0.72, with the DGX-1 host
-# share). Out of sample, an 8x H100 node training comes to ~7.5 kW against 7.8-8.4 kW measured
+# share). Out of sample, an 8x H100 node training comes to ~7.7 kW against 7.8-8.4 kW measured
 # (bench/calibration/power.csv). Classes without measured runs take the GPU value.
 POWER_LOAD: dict[str, float] = {"datacenter-gpu": 0.72, "datacenter-accel": 0.67, "edge-gpu": 0.72, "mcu": 0.72}

@@ -10,10 +10,11 @@ which they validate within 1% on whole servers):
 where a is the fraction of wall time kernels run (not launch gaps, exposed communication, data
 stalls or an empty serving queue) and f_load the mean draw of a busy device relative to its rated
 board power, a fitted parameter per device class (`dse.models.calibration.POWER_LOAD`). The host
-(CPUs, memory, NICs, on-board switches, fans) adds its share of the node's non-accelerator power at
-a measured fraction of its maximum (Fan et al. 2007: servers peak near 60% of nameplate). The
-facility multiplies IT energy by the PUE (The Green Grid 2007, "The Green Grid Data Center Power
-Efficiency Metrics: PUE and DCiE")."""
+(CPUs, memory, NICs, on-board switches, fans) follows the same line over its share of the node's
+non-accelerator maximum, from the idle fraction of nameplate of a GPU server (LBNL via Uptime
+Institute 2025, ~20%) to the fraction an 8x H100 node draws in training (Latif et al. 2024: 8.4 of
+10.2 kW); both from `economics.toml`. The facility multiplies IT energy by the PUE (The Green Grid
+2007, "The Green Grid Data Center Power Efficiency Metrics: PUE and DCiE")."""
 from __future__ import annotations
 
 J_PER_KWH = 3.6e6
@@ -22,11 +23,6 @@ J_PER_KWH = 3.6e6
 def accelerator_power(idle_w, busy_w, activity):
     """Mean draw (W) of one accelerator whose kernels run `activity` of the time (0..1)."""
     return idle_w + (busy_w - idle_w) * activity
-
-
-def it_power(accelerators, accelerator_w, host_w_per_accelerator):
-    """Mean IT power (W) of a fleet: accelerators plus their hosts' share."""
-    return accelerators * (accelerator_w + host_w_per_accelerator)
 
 
 def facility_energy_kwh(it_w, seconds, pue):

@@ -31,7 +31,8 @@ def failure_rate(gpus, nodes, per_gpu, per_node):
 
 
 def checkpoint_interval(write_s, mtbf_s):
-    """Daly's optimum interval of work between checkpoints: sqrt(2 delta M) - delta, at most M."""
+    """Young's interval with Daly's first-order correction, sqrt(2 delta M) - delta (Daly 2006, eq. 37
+    truncated after its leading terms), kept between delta and M (Daly: tau = M once delta >= 2M)."""
     return np.minimum(np.maximum(np.sqrt(2.0 * write_s * mtbf_s) - write_s, write_s), mtbf_s)
 
 
