@@ -236,4 +236,5 @@ def apply(m: dict, n: dict, mode: str, site: Site) -> dict:
                capex_usd=capex, opex_usd=opex, tco_usd=capex + opex, activity=activity)
     if mode == "serve":
         out["cost_per_mtok_usd"] = cost.cost_per_million_tokens(capex + opex, out["tokens_generated"])
+        out["carbon_per_mtok_kg"] = (operational + embodied) / (out["tokens_generated"] / 1e6)
     return out

@@ -244,5 +244,6 @@ def _service_level_rows(block: pd.DataFrame, n: dict, size: int) -> None:
         m.update(feasible=bool(block.at[idx, "feasible"]), infeasible_reasons=[])
         service_levels(m, row, [])
         block.loc[idx, "feasible"] = m["feasible"]
-        for k in ("queue_utilization", "ttft_p50_s", "ttft_p99_s", "replicas_needed", "gpus_needed") if queued else ():
+        for k in ("queue_utilization", "ttft_p50_s", "ttft_p99_s", "request_latency_p99_s", "replicas_needed",
+                  "gpus_needed") if queued else ():
             block.loc[idx, k] = m.get(k, np.nan)

@@ -277,7 +277,7 @@ def with_data_pipeline(m: dict, n: dict, s: Setup) -> dict:
     --cpu-workers or --storage-bw is given; a stage without its option is not modelled."""
     key = "step_time_s" if s.mode == "train" else "latency_s"
     samples, sample_bytes, t_compute = n["batch"], n["sample_bytes"], m[key]
-    t_sto = data_pipeline.stage_time(samples, sample_bytes, n["storage_bw"] or np.inf)
+    t_sto = data_pipeline.stage_time(samples, sample_bytes, np.inf if n["storage_bw"] is None else n["storage_bw"])
     cpu_rate = np.inf if n["cpu_workers"] is None else n["cpu_workers"] * n["worker_bw"]
     t_cpu = data_pipeline.stage_time(samples, sample_bytes, cpu_rate)
     t, util, stall = data_pipeline.pipelined_step(t_compute, t_sto, t_cpu)
@@ -346,7 +346,9 @@ def service_levels(m: dict, n: dict, notes: list) -> None:
     stable = m["queue_utilization"] < 1
     if stable:  # an unstable queue has no finite quantiles: the metrics are left out, the reason says why
         m["ttft_p50_s"] = m["ttft_s"] + serving.wait_quantile(slots, service, per, 0.50)
-        m["ttft_p99_s"] = m["ttft_s"] + serving.wait_quantile(slots, service, per, 0.99)
+        wait_p99 = serving.wait_quantile(slots, service, per, 0.99)
+        m["ttft_p99_s"] = m["ttft_s"] + wait_p99
+        m["request_latency_p99_s"] = m["request_latency_s"] + wait_p99
     if needed is not None:
         m["replicas_needed"] = needed
         m["gpus_needed"] = needed * int(n["tp"])

@@ -42,8 +42,10 @@ class RunSummary:
 def open_storage(url: str | None, spec: StudySpec) -> optuna.storages.BaseStorage:
     """The study's storage: a journal file beside the study file by default, a journal file at a
     path, or any Optuna database URL (sqlite:///..., postgresql://...)."""
-    if url is None:
-        url = spec.storage or str(spec.path.with_suffix(".journal"))
+    if url is None and spec.storage is None:
+        url = str(spec.path.with_suffix(".journal"))
+    elif url is None:  # a storage named in the study file: a relative path is relative to that file
+        url = spec.storage
         if not Path(url).is_absolute() and "://" not in url:
             url = str(spec.path.parent / url)
     if "://" not in url:

@@ -288,3 +288,8 @@ purchase_price = { value = 20000, unit = "USD" }
     bad.write_text(chip.read_text() + 'idle_power = { value = 800, unit = "W" }\n')
     with pytest.raises(dse.DSEError, match="idle_power"):
         dse.evaluate(workload="llama-3-8b", hardware_file=str(bad))
+
+
+def test_carbon_per_million_tokens():
+    m = dse.evaluate(**SERVE, duration_days=30, region="ca-quebec")
+    assert m["carbon_per_mtok_kg"] == pytest.approx(m["carbon_kg"] / (m["tokens_generated"] / 1e6), rel=1e-12)

@@ -154,3 +154,16 @@ def test_zero_stages_in_a_frame_match_evaluate():
     assert_rows_match(frame, out)
     assert out["memory_per_gpu_bytes"].is_monotonic_decreasing
     assert out.loc[3, "communication_time_s"] == pytest.approx(1.5 * out.loc[0, "communication_time_s"])
+
+
+def test_storage_bandwidth_column():
+    frame = pd.DataFrame({"workload": "resnet-50", "hardware": "a100", "mode": "train", "batch": 256,
+                          "storage_bw": [0.3e9, 3e9], "sample_bytes": 110e3})
+    out = dse.evaluate_many(frame)
+    for i in range(2):
+        one = dse.evaluate(workload="resnet-50", hardware="a100", mode="train", batch=256,
+                           storage_bw=frame["storage_bw"][i], sample_bytes=110e3)
+        assert out["step_time_s"].iloc[i] == pytest.approx(one["step_time_s"], rel=1e-12)
+    # 256 x 110 kB at 0.3 GB/s take 94 ms, longer than the A100's step: storage sets the pace
+    assert out["step_time_s"].iloc[0] == pytest.approx(256 * 110e3 / 0.3e9, rel=1e-12)
+    assert out["step_time_s"].iloc[0] > out["step_time_s"].iloc[1]

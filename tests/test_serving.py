@@ -176,6 +176,8 @@ def test_queueing_tail_latency_by_hand():
     p50 = m["ttft_s"] + (math.log(c / 0.5) / (b / s - qps) if c > 0.5 else 0.0)
     assert m["ttft_p99_s"] == pytest.approx(p99, rel=1e-9)
     assert m["ttft_p50_s"] == pytest.approx(p50, rel=1e-9)
+    # a request's p99 latency: the same p99 wait before its prefill, then its whole service
+    assert m["request_latency_p99_s"] == pytest.approx(s + p99 - m["ttft_s"], rel=1e-9)
     assert m["ttft_p99_s"] > m["ttft_s"]  # at utilization ~0.9 the tail waits
     assert m["replicas_needed"] == 1 and m["gpus_needed"] == 1
     assert m["feasible"] is True
