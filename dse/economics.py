@@ -171,17 +171,18 @@ def _training(m: dict, n: dict, site: Site, per_node: float, out: dict):
 
 
 def _serving(m: dict, n: dict, site: Site, per_node: float, out: dict):
-    """Horizon, fleet and tokens of a serving deployment. At a request rate the fleet is the replicas
-    the load needs (or the deployment given, where no count meets the SLOs), busy while its M/M/c
-    queue holds a request, generating what the load asks up to what the replicas can; without a
-    rate, the deployment runs full. Spares idle beside it."""
+    """Horizon, fleet and tokens of a serving deployment. At a request rate the fleet is the deployment
+    given or, when the load needs more replicas, those (what it would take to serve the load; the
+    point is then infeasible as given), busy while its M/M/c queue holds a request, generating what the
+    load asks up to what the replicas can; without a rate, the deployment runs full. Spares idle
+    beside it."""
     held = n["duration_days"] * 86400.0
     given = m["replicas"]
     if n["qps"] is None:
         replicas, activity, tokens = given, m["activity"], m["tokens_per_s"] * held
     else:
         needed = np.asarray(m.get("replicas_needed", NAN), dtype=float)
-        replicas = np.where(np.isfinite(needed), needed, given)
+        replicas = np.where(np.isfinite(needed), np.maximum(needed, given), given)
         load = n["qps"] / replicas * m["request_latency_s"]
         # an unstable queue (load >= slots) is always busy; 1 - P0 tends to 1 as the load nears the slots
         activity = m["activity"] * serving.busy_probability(n["batch"], np.minimum(load, 0.999 * n["batch"]))

@@ -44,11 +44,13 @@ PURCHASES = {"rented on demand": dict(purchase="rent"), "rented from a GPU cloud
 
 
 def region_fleet(layout: dict, batch: int, qps: float, region: str, purchase: dict) -> dict | None:
-    """The region's fleet at its share of the load (None when no fleet works: out of memory or over
-    the ITL SLA). The deployment given is large enough for the load, so `feasible` speaks of memory
-    and latency; the fleet costed is the replicas the queue needs plus spares."""
+    """The region's fleet at its share of the load: sized by the replicas the queue needs, then
+    evaluated at that size (None when no size works: out of memory or over the ITL SLA)."""
+    sized = dse.evaluate(**REQUEST, **layout, **purchase, batch=batch, qps=qps, region=region)
+    if "replicas_needed" not in sized:
+        return None
     m = dse.evaluate(**REQUEST, **layout, **purchase, batch=batch, qps=qps, region=region,
-                     gpus=layout["tp"] * 4096)
+                     gpus=sized["replicas_needed"] * layout["tp"])
     return m if m["feasible"] and "tco_usd" in m else None
 
 

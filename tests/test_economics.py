@@ -293,3 +293,11 @@ purchase_price = { value = 20000, unit = "USD" }
 def test_carbon_per_million_tokens():
     m = dse.evaluate(**SERVE, duration_days=30, region="ca-quebec")
     assert m["carbon_per_mtok_kg"] == pytest.approx(m["carbon_kg"] / (m["tokens_generated"] / 1e6), rel=1e-12)
+
+
+def test_a_serving_fleet_pays_for_what_it_deploys_or_what_the_load_needs():
+    needed = dse.evaluate(**SERVE, qps=20, duration_days=30)["replicas_needed"]
+    over = dse.evaluate(**SERVE, qps=20, duration_days=30, gpus=needed + 3)
+    assert over["fleet_gpus"] == needed + 3 and over["feasible"]
+    under = dse.evaluate(**SERVE, qps=20, duration_days=30)  # one replica given: infeasible, costed as needed
+    assert under["fleet_gpus"] == needed and (needed == 1 or not under["feasible"])
