@@ -12,7 +12,7 @@ from dse.errors import UserInputError
 from dse.objectives import Objectives
 from dse.study import SAMPLERS, Study, load_study
 from dse.studyfile import StudySpec
-from dse.sweep import save, saved_path, sweep
+from dse.sweep import save, saved_front, sweep
 
 
 def add_parsers(sub) -> None:
@@ -51,11 +51,12 @@ def run_run(args: argparse.Namespace) -> int:
     study = load_study(args.study, args.storage)
     summary = study.run(trials=_whole("--trials", args.trials, 1), sampler=args.sampler,
                         seed=_whole("--seed", args.seed, 0), progress=not args.json)
-    if not args.json:
-        print(f"study {summary.study}: {summary.new} new trials ({summary.sampler}) in {summary.seconds:.1f} s, "
-              f"{summary.complete} in all")
-    return _show(study, args.json, extra={"sampler": summary.sampler, "new": summary.new,
-                                          "seconds": round(summary.seconds, 3)})
+    if args.json:
+        return _show(study, True, extra={"sampler": summary.sampler, "new": summary.new,
+                                         "seconds": round(summary.seconds, 3)})
+    print(f"study {summary.study}: {summary.new} new trials ({summary.sampler}) in {summary.seconds:.1f} s, "
+          f"{summary.complete} in all")
+    return _show(study, False, rows=False)
 
 
 def run_front(args: argparse.Namespace) -> int:
@@ -81,7 +82,9 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _show(study: Study, as_json: bool, csv: str | None = None, plot: str | None = None,
-          extra: dict | None = None) -> int:
+          extra: dict | None = None, rows: bool = True) -> int:
+    """Print the study's front: JSON (the contract), or a summary line and a table; `rows=False`
+    prints the summary and the knee only (what `dse run` shows; `dse front` shows the whole front)."""
     spec = study.spec
     trials = study.trials()
     front = fr.pareto(trials, spec.objectives)
@@ -108,20 +111,20 @@ def _show(study: Study, as_json: bool, csv: str | None = None, plot: str | None 
     if ratio is not None:
         line += f" ({ratio:.1%} of the exact front from `dse sweep`)"
     print(line)
-    if len(front):
+    if len(front) and rows:
         print(_table(front, spec.objectives, study.params(), knee))
+    elif len(front):
+        print(_table(front.iloc[[knee]], spec.objectives, study.params(), 0))
+        print(f"the whole front: dse front {spec.path}")
+    if plot:
+        print(f"plot written to {plot}")
     return 0
 
 
 def _ratio(spec: StudySpec, hv: float | None) -> float | None:
-    """The sampled front's hypervolume over the exact one a sweep saved, when there is one."""
-    path = saved_path(spec)
-    if hv is None or not path.exists():
-        return None
-    try:
-        exact = json.loads(path.read_text()).get("hypervolume")
-    except (OSError, ValueError):
-        return None
+    """The sampled front's hypervolume over the exact one a sweep of this same study saved, if any."""
+    saved = saved_front(spec) if hv is not None else None
+    exact = saved.get("hypervolume") if saved else None
     return hv / exact if exact else None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dse.errors import UserInputError
@@ -34,14 +35,22 @@ def _png(points, feasible, front, knee, axes, path, title) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     three = len(axes) == 3
     fig = plt.figure(figsize=(7.5, 6) if three else (7, 5))
     ax = fig.add_subplot(projection="3d" if three else None)
+    wide = [_wide(points[a]) for a in axes]
+    # 3-D axes have no reliable log scale: a wide axis is drawn in log10 with ticks labelled in its unit
+    logged = [w and three for w in wide]
+
+    def coords(frame):
+        values = [pd.to_numeric(frame[a], errors="coerce") for a in axes]
+        return [np.log10(v) if lg else v for v, lg in zip(values, logged, strict=True)]
 
     def scatter(frame, **kw):
         if len(frame):
-            ax.scatter(*[pd.to_numeric(frame[a], errors="coerce") for a in axes], **kw)
+            ax.scatter(*coords(frame), **kw)
 
     scatter(points[~feasible], color="0.75", s=10, label=f"infeasible ({int((~feasible).sum())})")
     scatter(points[feasible], color="tab:blue", s=12, alpha=0.6, label=f"feasible ({int(feasible.sum())})")
@@ -52,11 +61,14 @@ def _png(points, feasible, front, knee, axes, path, title) -> None:
     if knee is not None:
         scatter(front.iloc[[knee]], color="gold", marker="*", s=260, edgecolor="black", label="knee", zorder=4)
     for setter, name in zip((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None)), axes, strict=False):
-        setter(name)
-    for a, name in zip("xyz", axes, strict=False):
-        values = pd.to_numeric(points[name], errors="coerce")
-        if (values > 0).all() and values.max() / values.min() > 20:
-            _log_axis(ax, a, three)
+        setter(name, labelpad=10 if three else 4)
+    for a, is_wide, is_logged in zip("xyz", wide, logged, strict=False):
+        if is_logged:
+            axis = getattr(ax, f"{a}axis")
+            axis.set_major_locator(MultipleLocator(1))  # one tick per decade
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:.3g}"))
+        elif is_wide:
+            getattr(ax, f"set_{a}scale")("log")
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     if not three:
@@ -66,10 +78,10 @@ def _png(points, feasible, front, knee, axes, path, title) -> None:
     plt.close(fig)
 
 
-def _log_axis(ax, axis: str, three: bool) -> None:
-    """Log scale for a 2-D axis spanning decades (3-D matplotlib axes have no reliable log scale)."""
-    if not three:
-        getattr(ax, f"set_{axis}scale")("log")
+def _wide(column: pd.Series) -> bool:
+    """Whether an axis spans decades of positive values and is better read on a log scale."""
+    values = pd.to_numeric(column, errors="coerce").dropna()
+    return bool(len(values)) and bool((values > 0).all()) and values.max() / values.min() > 20
 
 
 def _html(points, feasible, front, knee, axes, path, title, params) -> None:
@@ -94,15 +106,12 @@ def _html(points, feasible, front, knee, axes, path, title, params) -> None:
     if knee is not None:
         add(fig, front.iloc[[knee]], "knee", dict(color="gold", size=12, symbol="diamond",
                                                   line=dict(width=1, color="black")))
-    labels = dict(zip(("xaxis_title", "yaxis_title", "zaxis_title"), axes, strict=False))
+    scales = {f"{a}axis": dict(title=name, type="log" if _wide(points[name]) else "linear")
+              for a, name in zip("xyz", axes, strict=False)}
     if three:
-        fig.update_layout(scene=labels)
+        fig.update_layout(scene=scales)
     else:
-        fig.update_layout(**labels)
-        for a, name in zip("xy", axes, strict=False):
-            values = pd.to_numeric(points[name], errors="coerce")
-            if (values > 0).all() and values.max() / values.min() > 20:
-                fig.update_layout(**{f"{a}axis_type": "log"})
+        fig.update_layout(**scales)
     fig.update_layout(title=title, template="plotly_white")
     fig.write_html(path, include_plotlyjs=True)
 

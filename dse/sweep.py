@@ -3,6 +3,7 @@ rules, evaluated column-wise through `evaluate_many`, and reduced to their non-d
 points, so memory is bounded by the chunk size and the front, never by the space."""
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -18,7 +19,7 @@ import pandas as pd
 from dse import front as fr
 from dse.errors import EmptySpaceError
 from dse.space import with_metrics
-from dse.studyfile import StudySpec, load
+from dse.studyfile import StudySpec, load, read_toml
 
 CHUNK = 1 << 16  # design points per chunk
 
@@ -126,8 +127,28 @@ def saved_path(spec: StudySpec) -> Path:
     return spec.path.with_suffix(".sweep.json")
 
 
+def fingerprint(spec: StudySpec) -> str:
+    """A digest of the study file and the space and objectives files it names: a saved sweep counts
+    for `dse front` only while none of them has changed."""
+    raw = read_toml(spec.path, "study")
+    files = [spec.path] + [spec.path.parent / raw[k] for k in ("space", "objectives") if isinstance(raw.get(k), str)]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def saved_front(spec: StudySpec) -> dict | None:
+    """The sweep saved for this very study (same files), or None."""
+    try:
+        payload = json.loads(saved_path(spec).read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if payload.get("fingerprint") == fingerprint(spec) else None
+
+
 def save(spec: StudySpec, payload: dict) -> None:
     try:
-        saved_path(spec).write_text(json.dumps(payload, indent=1))
+        saved_path(spec).write_text(json.dumps({**payload, "fingerprint": fingerprint(spec)}, indent=1))
     except OSError:
         pass  # a read-only study folder: the sweep still printed its result
