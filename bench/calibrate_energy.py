@@ -37,7 +37,7 @@ def rows() -> list[dict]:
 def chip_power(device_name: str, load: float | None = None) -> float:
     """Modelled mean draw (W) of one accelerator and its host share during training."""
     device = registry("hardware").get(device_name, "hardware")
-    site = economics.site(device, None, "rent", "on-demand")
+    site = economics.site(device, None, "rent")
     busy = site.busy_w if load is None else load * device.get("tdp")
     return (power.accelerator_power(site.idle_w, busy, ACTIVITY)
             + power.accelerator_power(site.host_idle_w, site.host_busy_w, ACTIVITY))

@@ -53,8 +53,8 @@ def _eval_parser(sub) -> None:
         p.add_argument(cfg.option(key), dest=key, metavar="X", help=spec.help)
     money = p.add_argument_group("economics (with --tokens or --duration-days)")
     money.add_argument("--region", help="where the fleet runs (see `dse catalog regions`; default us-average)")
-    money.add_argument("--purchase", help="rent | buy (default rent)")
-    money.add_argument("--rental", help="rental price class: on-demand | reserved | gpu-cloud (default on-demand)")
+    money.add_argument("--purchase", help="how the GPUs are paid for: rent (hyperscaler on-demand) | rent-reserved "
+                       "| rent-gpu-cloud | buy (default rent)")
     p.add_argument("--json", action="store_true", help="print one JSON object: config, metrics, notes")
 
 

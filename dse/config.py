@@ -79,11 +79,11 @@ NUMERIC: dict[str, Field] = {
                           "spares (default: the catalog's restart time)"),
 }
 ECONOMICS = ("duration_days", "pue", "grid_g_per_kwh", "electricity_price", "fleet_utilization", "life_years",
-             "repair_hours", "region", "purchase", "rental")
+             "repair_hours", "region", "purchase")
 BUY_ONLY = ("electricity_price", "fleet_utilization")
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "precision": PRECISIONS, "weight_precision": PRECISIONS, "recompute": RECOMPUTE,
-    "purchase": ("rent", "buy"), "rental": ("on-demand", "reserved", "gpu-cloud"),
+    "purchase": ("rent", "rent-reserved", "rent-gpu-cloud", "buy"),
 }
 # Which options each mode uses; any other option given is refused rather than ignored.
 _PIPELINE = {"cpu_workers", "worker_bw", "storage_bw", "sample_bytes"}
@@ -122,7 +122,7 @@ def _first(value) -> tuple[object, str]:
 
 NAMES = ("workload", "workload_file", "hardware", "hardware_file", "sparsity", "region")
 ALL_KEYS = (*NAMES, *CHOICES, *NUMERIC)
-DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "purchase": "rent", "rental": "on-demand",
+DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "purchase": "rent",
             "batch": 1, "zero": 0,
             "input_len": 512, "output_len": 128, "gpus_per_node": 8, "tp": 1, "pp": 1, "cp": 1, "ep": 1,
             "vp": 1}
@@ -206,27 +206,24 @@ def check_horizon(given: dict, purchase: str) -> None:
         for key in (k for k in ECONOMICS if k in present):
             raise UserInputError(option(key), _first(given[key])[0], "used only with a horizon: add --duration-days "
                                  "(or --tokens in train mode)")
-    if purchase == "rent":
+    if purchase != "buy":
         for key in (k for k in BUY_ONLY if k in present):
             raise UserInputError(option(key), _first(given[key])[0], "used only with --purchase buy (a rental "
                                  "price includes power and the provider's utilisation)")
-    elif "rental" in present:
-        raise UserInputError("--rental", _first(given["rental"])[0], "used only with --purchase rent (bought "
-                             "hardware has no rental price class)")
     region = given.get("region")
     if region is not None and not (isinstance(region, str) and region.strip()):
         raise UserInputError("--region", region, "a region name (see `dse catalog regions`)")
 
 
-def require(ok, field: str, value, allowed: str) -> None:
-    """Raise a UserInputError for the first design point where `ok` is false (row-aware for columns)."""
+def require(ok, field: str, value, allowed: str, *args) -> None:
+    """Raise a UserInputError for the first design point where `ok` is false (row-aware for columns).
+    `allowed` may hold ``{}`` fields, filled with `args` (numbers or columns) at that point, only then."""
     if ok is True or ok is np.True_ or (np.ndim(ok) and ok.all()):
         return
-    if np.ndim(ok):
-        row = int(np.argmin(ok))
-        shown = value[row] if np.ndim(value) else value
-        raise UserInputError(option(field), plain(shown), allowed, hint=f"(row {row})")
-    raise UserInputError(option(field), plain(value), allowed)
+    row = int(np.argmin(ok)) if np.ndim(ok) else None
+    at = [plain(a[row] if row is not None and np.ndim(a) else a) for a in (value, *args)]
+    text = allowed.format(*at[1:]) if args else allowed
+    raise UserInputError(option(field), at[0], text, hint="" if row is None else f"(row {row})")
 
 
 def anywhere(condition) -> bool:
@@ -258,25 +255,24 @@ def numbers(given: dict, s: Setup) -> dict:
     tp, per_node = n["tp"], n["gpus_per_node"]
     if mode == "serve":
         require(n["prefill_batch"] is None or n["prefill_batch"] <= n["batch"], "prefill_batch",
-                 n["prefill_batch"], f"at most --batch ({plain(n['batch'])})")
+                 n["prefill_batch"], "at most --batch ({})", n["batch"])
         require(heads % tp == 0, "tp", tp, f"a divisor of {w.name}'s {heads} attention heads")
-        require(tp <= per_node, "tp", tp, f"at most --gpus-per-node ({plain(per_node)}): serve TP stays in a node")
+        require(tp <= per_node, "tp", tp, "at most --gpus-per-node ({}): serve TP stays in a node", per_node)
         n["gpus"] = tp if n["gpus"] is None else n["gpus"]
-        require(n["gpus"] % tp == 0, "gpus", n["gpus"], f"a multiple of --tp ({plain(tp)}) in serve mode")
+        require(n["gpus"] % tp == 0, "gpus", n["gpus"], "a multiple of --tp ({}) in serve mode", tp)
     elif mode == "train":
         require(tp == 1, "tp", tp, "1 for now: tensor-parallel training arrives with the "
                  "distributed-training model (use --dp inside a node)")
         if n["dp"] is None:
             n["dp"] = 1.0 if n["gpus"] is None else n["gpus"]
         n["gpus"] = n["dp"] if n["gpus"] is None else n["gpus"]
-        require(n["gpus"] == n["dp"], "gpus", n["gpus"], f"equal to --dp ({plain(n['dp'])}) "
-                 "while tp = pp = 1")
+        require(n["gpus"] == n["dp"], "gpus", n["gpus"], "equal to --dp ({}) while tp = pp = 1", n["dp"])
         field = "dp" if "dp" in given else "gpus"
-        require(n["dp"] <= per_node, field, n[field], f"at most --gpus-per-node ({plain(per_node)}): "
-                 "training spans one node for now")
+        require(n["dp"] <= per_node, field, n[field], "at most --gpus-per-node ({}): training spans one node for now",
+                per_node)
         if n["micro_batch"] is None:
-            require(n["batch"] % n["dp"] == 0, "batch", n["batch"], f"a multiple of the data-parallel degree "
-                     f"({plain(n['dp'])}) so every rank gets whole samples")
+            require(n["batch"] % n["dp"] == 0, "batch", n["batch"], "a multiple of the data-parallel degree ({}) so "
+                    "every rank gets whole samples", n["dp"])
             n["micro_batch"] = n["batch"] / n["dp"]
         require(n["batch"] % (n["dp"] * n["micro_batch"]) == 0, "batch", n["batch"],
                  "a multiple of --dp x --micro-batch (whole gradient-accumulation steps)")

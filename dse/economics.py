@@ -1,6 +1,6 @@
 """The economics layer, applied on top of any mode's metrics when a horizon is given (`--tokens` or
 `--duration-days`): power, energy, carbon, water, cost (buy or rent) and reliability of the fleet
-the design point needs. Catalog look-ups for one (accelerator, region, purchase, rental) choice are
+the design point needs. Catalog look-ups for one (accelerator, region, purchase) choice are
 resolved once into `Site`; `apply` is column-wise like the mode models."""
 from __future__ import annotations
 
@@ -109,10 +109,10 @@ def _hardware_usd(device: Accelerator, node: Node | None, a: dict, notes: list) 
     return unit * (1.0 + a["network_capex_fraction"].si + _si(a, "storage_capex_fraction", 0.0))
 
 
-RENT_FIELDS = {"on-demand": "rent_on_demand", "reserved": "rent_reserved", "gpu-cloud": "rent_gpu_cloud"}
+RENT_FIELDS = {"rent": "rent_on_demand", "rent-reserved": "rent_reserved", "rent-gpu-cloud": "rent_gpu_cloud"}
 
 
-def site(device: Accelerator, region_name: str | None, purchase: str, rental: str) -> Site:
+def site(device: Accelerator, region_name: str | None, purchase: str) -> Site:
     """Resolve the catalog figures one design point's economics need (cached by the caller)."""
     a = economics()
     region = registry("regions").get(DEFAULT_REGION if region_name is None else region_name, "--region")
@@ -121,9 +121,10 @@ def site(device: Accelerator, region_name: str | None, purchase: str, rental: st
     idle, busy, host_idle, host_busy, provisioned = _power(device, node, a, notes)
     embodied = _embodied(device, node, a, notes)
     hardware = _hardware_usd(device, node, a, notes) if purchase == "buy" else NAN
-    rent = device.get(RENT_FIELDS[rental])
-    if purchase == "rent" and rent is None:
-        notes.append(f"no {rental} rental price for {device.name} in the catalog: cost is unknown")
+    rent = device.get(RENT_FIELDS[purchase]) if purchase in RENT_FIELDS else None
+    if purchase in RENT_FIELDS and rent is None:
+        notes.append(f"no {RENT_FIELDS[purchase].replace('_', ' ')} price for {device.name} in the catalog: cost "
+                     "is unknown")
     price = region.get("electricity_price")
     if purchase == "buy" and price is None:
         notes.append(f"no electricity price for {region.name}: owned cost is unknown (give --electricity-price)")

@@ -44,12 +44,11 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
         cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS.get(k)
         for k in ("mode", "precision", "weight_precision", "recompute"))
     s = _setup_cached(w, dev, mode, precision, weight_precision, given.get("sparsity"), recompute)
-    purchase, rental = (cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS[k]
-                        for k in ("purchase", "rental"))
+    purchase = cfg.check_choice("purchase", given["purchase"]) if "purchase" in given else cfg.DEFAULTS["purchase"]
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
     n = cfg.numbers(nums, s)  # refuses options the mode does not use (e.g. --tokens in serve) first
     cfg.check_horizon(given, purchase)
-    site = _site_cached(dev, given.get("region"), purchase, rental) if _horizon(given) else None
+    site = _site_cached(dev, given.get("region"), purchase) if _horizon(given) else None
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
@@ -86,8 +85,7 @@ def evaluate_point(**kwargs) -> Result:
     w = s.workload
     shown = {k: cfg.plain(v) for k, v in n.items() if (k in given or k == "gpus" or (
         k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))) and k in cfg.NUMERIC}
-    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase", "rental")
-              if k in given}
+    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase") if k in given}
     config = {"workload": w.name, "hardware": s.device.name, "mode": s.mode, "precision": s.precision, **chosen,
               **shown}
     return Result(config=config, metrics=metrics, notes=[*s.notes, *notes])
@@ -114,7 +112,7 @@ _setup_cached = lru_cache(maxsize=4096)(setup)
 _site_cached = lru_cache(maxsize=4096)(economics.site)
 
 CATEGORICAL = ("workload", "workload_file", "hardware", "hardware_file", "mode", "precision",
-               "weight_precision", "sparsity", "recompute", "region", "purchase", "rental")
+               "weight_precision", "sparsity", "recompute", "region", "purchase")
 
 
 def _column(values: pd.Series, key: str) -> np.ndarray:
@@ -208,7 +206,7 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
                 n = cfg.numbers(part, s)
                 cfg.check_horizon(present, cats["purchase"])
                 if _horizon(present):
-                    site = _site_cached(dev, c["region"], cats["purchase"], cats["rental"])
+                    site = _site_cached(dev, c["region"], cats["purchase"])
             out.append(_block(s, n, rows[start:start + CHUNK], bool(SLO_OPTIONS.intersection(nums)), site))
     result = pd.concat(out).sort_index()
     for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
@@ -229,8 +227,9 @@ def _block(s: Setup, n: dict, rows, service_levels: bool, site: economics.Site |
         _service_level_rows(block, n, len(rows))
     if site is not None:
         added = economics.apply({k: block[k].to_numpy() for k in block.columns}, n, s.mode, site)
-        for key, v in added.items():
-            block[key] = np.broadcast_to(np.asarray(v, dtype=float), (len(rows),))
+        block = pd.concat([block.drop(columns=[k for k in added if k in block]),
+                           pd.DataFrame({k: np.broadcast_to(np.asarray(v, dtype=float), (len(rows),))
+                                         for k, v in added.items()}, index=rows)], axis=1)
     return block
 
 

@@ -153,10 +153,14 @@ class Space:
         return None if any(g is None for g in grids) else math.prod(len(g) for g in grids)
 
     def rows(self, flat: np.ndarray) -> pd.DataFrame:
-        """Design points by their flat index in the enumeration (parameters only)."""
+        """Design points by their flat index in the enumeration (parameters only). Named choices vary
+        slowest, so consecutive indices share the categorical combination that `evaluate_many` groups
+        rows by, and a chunk of them costs a few groups rather than all of them."""
         grids = [p.grid() for p in self.params]
-        digits = np.unravel_index(flat, [len(g) for g in grids])
-        return pd.DataFrame({p.name: g[d] for p, g, d in zip(self.params, grids, digits, strict=True)})
+        order = sorted(range(len(grids)), key=lambda i: grids[i].dtype != object)
+        digits = np.unravel_index(flat, [len(grids[i]) for i in order])
+        columns = {self.params[i].name: grids[i][d] for i, d in zip(order, digits, strict=True)}
+        return pd.DataFrame({p.name: columns[p.name] for p in self.params})
 
     def sample(self, n: int, seed: int = 0) -> pd.DataFrame:
         """Completed points: the whole space when it has at most `n` points, else `n` drawn at random."""

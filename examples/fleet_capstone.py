@@ -39,7 +39,7 @@ REQUEST = dict(workload="llama-3-70b", hardware="h100", mode="serve", input_len=
 LAYOUTS = [dict(precision="fp16", tp=tp) for tp in (2, 4, 8)] + [dict(precision="fp8", tp=tp) for tp in (1, 2, 4)] + [
     dict(precision="fp16", weight_precision="int4", tp=tp) for tp in (1, 2)]
 BATCHES = (16, 32, 64, 128)
-PURCHASES = {"rented on demand": dict(purchase="rent"), "rented from a GPU cloud": dict(rental="gpu-cloud"),
+PURCHASES = {"rented on demand": dict(purchase="rent"), "rented from a GPU cloud": dict(purchase="rent-gpu-cloud"),
              "bought": dict(purchase="buy")}
 
 

@@ -35,12 +35,12 @@ CONTEXT = dict(input_len=3584, output_len=512)  # 4,096 tokens
 CANDIDATES = ("a100-sxm-80gb", "h100-sxm", "h200-sxm", "b200", "l40s", "mi300x", "l4")
 PRECISIONS = ("fp16", "fp8")
 BATCHES = [2 ** k for k in range(11)]
-RENTALS = ("on-demand", "gpu-cloud")  # hyperscaler list prices; GPU clouds (Lambda, RunPod, Nebius, ...)
+RENTALS = ("rent", "rent-gpu-cloud")  # hyperscaler on-demand list prices; GPU clouds (Lambda, RunPod, Nebius, ...)
 
 
 def sweep() -> pd.DataFrame:
     rows = [dict(workload="llama-3-8b", hardware=h, mode="serve", precision=p, batch=b, prefill_batch=1,
-                 duration_days=365, rental=r, **CONTEXT)
+                 duration_days=365, purchase=r, **CONTEXT)
             for h in CANDIDATES for p in PRECISIONS if registry("hardware").get(h, "h").peak(p) for b in BATCHES
             for r in RENTALS]
     frame = pd.DataFrame(rows)
@@ -51,7 +51,7 @@ def best(table: pd.DataFrame, itl_slo: float | None = None) -> pd.DataFrame:
     ok = table[table["feasible"] & table["cost_per_mtok_usd"].notna()]
     if itl_slo is not None:
         ok = ok[ok["itl_s"] <= itl_slo]
-    picked = ok.loc[ok.groupby(["hardware", "precision", "rental"])["cost_per_mtok_usd"].idxmin()].copy()
+    picked = ok.loc[ok.groupby(["hardware", "precision", "purchase"])["cost_per_mtok_usd"].idxmin()].copy()
     per_gpu_year = picked["tco_usd"] / picked["fleet_gpus"]
     picked["gpus_in_budget"] = [math.floor(BUDGET / c) for c in per_gpu_year]
     picked["fleet_tokens_per_s"] = picked["gpus_in_budget"] * picked["tokens_per_s"] / picked["fleet_gpus"]
@@ -64,10 +64,10 @@ def answer() -> dict:
 
 
 def show(picked: pd.DataFrame) -> None:
-    print(f"{'accelerator':<15} {'prec':<5} {'rented':<10} {'batch':>5} {'ITL':>7} {'$/GPU-year':>11} {'GPUs':>5} "
+    print(f"{'accelerator':<15} {'prec':<5} {'paid as':<14} {'batch':>5} {'ITL':>7} {'$/GPU-year':>11} {'GPUs':>5} "
           f"{'fleet tok/s':>12} {'$/Mtok':>8}")
     for _, r in picked.iterrows():
-        print(f"{r['hardware']:<15} {r['precision']:<5} {r['rental']:<10} {r['batch']:>5} {r['itl_s'] * 1e3:>5.1f}ms "
+        print(f"{r['hardware']:<15} {r['precision']:<5} {r['purchase']:<14} {r['batch']:>5} {r['itl_s'] * 1e3:>5.1f}ms "
               f"{r['tco_usd'] / r['fleet_gpus']:>11,.0f} {r['gpus_in_budget']:>5} {r['fleet_tokens_per_s']:>12,.0f} "
               f"{r['cost_per_mtok_usd']:>8.3f}")
 
@@ -78,12 +78,12 @@ def main() -> None:
     show(a["best"])
     top = a["best"].iloc[0]
     print(f"\nCheapest per million tokens: {top['hardware']} in {top['precision']} at batch {top['batch']} "
-          f"({top['rental']}).")
+          f"({top['purchase']}).")
     print("\nWith an inter-token latency SLA of 20 ms:")
     show(a["best_slo"])
     slo = a["best_slo"].iloc[0]
     print(f"\nUnder the SLA the cheapest is {slo['hardware']} in {slo['precision']} at batch {slo['batch']} "
-          f"({slo['rental']}): the SLA caps the batch, and bandwidth per dollar decides.")
+          f"({slo['purchase']}): the SLA caps the batch, and bandwidth per dollar decides.")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def test_buy_and_rent_cross_at_the_predicted_utilization():
 
 def test_young_daly_lengthens_a_16k_gpu_run_through_the_economics_layer():
     from dse import economics as layer
-    site = layer.site(H100, None, "rent", "on-demand")
+    site = layer.site(H100, None, "rent")
     ideal = 54 * DAY
     m = {"checkpoint_bytes": 405e9 * (2 + 12), "time_to_train_s": ideal, "activity": 1.0}
     n = {"gpus": 16_384, "gpus_per_node": 8, "tokens": 15.6e12, "duration_days": None}
@@ -218,7 +218,7 @@ def test_evaluate_many_at_a_load_and_for_training_runs():
     assert out["tokens_generated"].iloc[2] == pytest.approx(out["tokens_per_s"].iloc[2] * 30 * DAY, rel=1e-9)
     train = pd.DataFrame({"workload": "llama-3-8b", "hardware": "h100", "mode": "train", "batch": 64, "dp": 8,
                           "zero": 3, "recompute": "full", "tokens": [1e11, None, None],
-                          "duration_days": [None, 7.0, 14.0], "rental": ["on-demand", "gpu-cloud", "reserved"]})
+                          "duration_days": [None, 7.0, 14.0], "purchase": ["rent", "rent-gpu-cloud", "rent-reserved"]})
     _same_rows(train)
 
 

@@ -19,7 +19,9 @@ def test_enumeration_derived_values_and_rules():
                     "rule": [{"name": "small", "require": "gpus <= 8 and precision in ['fp8']"}]})
     assert space.size == 4 * 3 * 2
     points = space.complete(space.rows(np.arange(space.size)))
-    assert points["tp"].tolist()[:6] == [1, 1, 1, 1, 1, 1] and set(points["tp"]) == {1, 2, 4, 8}
+    # named choices vary slowest (one evaluate_many group per run of indices), then the numbers in order
+    assert points["precision"].tolist()[:12] == ["bf16"] * 12
+    assert points["tp"].tolist()[:6] == [1, 1, 1, 2, 2, 2] and set(points["tp"]) == {1, 2, 4, 8}
     assert (points["gpus"] == points["tp"] * points["replicas"]).all()
     broken = space.broken_rules(points)["small"]
     assert (~broken).sum() == len(points[(points["gpus"] <= 8) & (points["precision"] == "fp8")])
