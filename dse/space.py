@@ -18,12 +18,16 @@ import pandas as pd
 from dse import config as cfg
 from dse.catalog import registry
 from dse.errors import StudyFileError, UnknownNameError, UserInputError
-from dse.evaluation import evaluate, evaluate_many
+from dse.evaluation import CATEGORICAL, evaluate, evaluate_many
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
+# Points per group of equal categorical choices below which `Space.evaluate` goes point by point:
+# evaluate_many costs ~7 ms a group, `evaluate` ~0.4 ms a distinct point (crossover near 16 a group
+# on the llama3-8b-serving space; bench/README.md).
+POINTWISE_BELOW = 16
 _GRAMMAR = ("numbers, names, + - * / // % **, comparisons (== != < <= > >=), `and`, `or`, `not`, "
             "parentheses and `name in [\"a\", \"b\"]`")
 
@@ -204,21 +208,31 @@ class Space:
 
     def evaluate(self, points: pd.DataFrame) -> pd.DataFrame:
         """Metrics of (completed, rule-abiding) points. A point the models refuse is an answer too:
-        `feasible` False and its message in `refused`. When a frame is refused, its groups of equal
-        categorical choices are tried alone, and a refused group point by point."""
+        `feasible` False and its message in `refused`. `evaluate_many` pays a fixed cost per group of
+        equal categorical choices, so a frame with few points per group (a sampler's generation over
+        many accelerators, precisions and regions) goes point by point through `evaluate` (same
+        metrics, and a cache for revisited points); a frame with more (a sweep's chunk) goes through
+        `evaluate_many`. When a frame is refused, its groups are tried alone, and a refused group
+        point by point."""
+        if len(points) < POINTWISE_BELOW:  # fewer points than the crossover: no need to count groups
+            keys = [c for c in points.columns if c in cfg.ALL_KEYS]
+            fixed = {k: v for k, v in self.fixed.items() if k not in keys}
+            return _evaluate_points([{**{k: r[k] for k in keys}, **fixed} for r in points.to_dict("records")],
+                                    points.index)
         frame = self.options(points)
-        if len(frame) == 1:
-            return _evaluate_one(frame)
+        labels = [c for c in CATEGORICAL if c in frame and frame[c].nunique(dropna=False) > 1]
+        groups = len(frame[labels].drop_duplicates()) if labels else 1
+        if len(frame) < POINTWISE_BELOW * groups:
+            return _evaluate_points(frame.to_dict("records"), frame.index)
         try:
             return evaluate_many(frame)
         except UserInputError:
             pass
-        labels = [c for c in frame.columns if frame[c].dtype == object and frame[c].nunique() > 1]
-        if labels:
-            groups = [rows for _, rows in frame.groupby(labels, sort=False).groups.items()]
-            if len(groups) > 1:
-                return pd.concat([self.evaluate(points.loc[rows]) for rows in groups]).loc[points.index]
-        return pd.concat([_evaluate_one(frame.iloc[[i]]) for i in range(len(frame))])
+        if groups > 1:
+            split = frame[labels].astype(object).where(frame[labels].notna(), None)
+            rows = [r for _, r in split.groupby(labels, sort=False, dropna=False).groups.items()]
+            return pd.concat([self.evaluate(points.loc[r]) for r in rows]).loc[points.index]
+        return _evaluate_points(frame.to_dict("records"), frame.index)
 
 
 def with_metrics(points: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -226,13 +240,19 @@ def with_metrics(points: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([points.drop(columns=list(metrics.columns), errors="ignore"), metrics], axis=1)
 
 
-def _evaluate_one(frame: pd.DataFrame) -> pd.DataFrame:
-    row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in frame.iloc[0].items() if not pd.isna(v)}
-    try:
-        metrics = evaluate(**row)
-    except UserInputError as exc:
-        return pd.DataFrame({"feasible": [False], "refused": [str(exc)]}, index=frame.index)
-    return pd.DataFrame([{k: v for k, v in metrics.items() if k != "infeasible_reasons"}], index=frame.index)
+def _evaluate_points(records: list[dict], index: pd.Index) -> pd.DataFrame:
+    """Metrics of design points (option records), one by one through `evaluate`; empty cells left out."""
+    rows = []
+    for record in records:
+        options = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in record.items() if not pd.isna(v)}
+        try:
+            metrics = evaluate(**options)
+        except UserInputError as exc:
+            rows.append({"feasible": False, "refused": str(exc)})
+            continue
+        metrics.pop("infeasible_reasons")
+        rows.append(metrics)
+    return pd.DataFrame(rows, index=index)
 
 
 # ---- reading a space from a parsed TOML table -------------------------------------------------------

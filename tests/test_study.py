@@ -67,9 +67,75 @@ def test_storage_url_and_metrics_kept_with_each_trial(tmp_path):
     import optuna
     stored = optuna.load_study(study_name="tiny", storage=url)
     t = stored.get_trials()[0]
-    assert {"point", "metrics"} <= set(t.user_attrs)
-    assert "itl_s" in t.user_attrs["metrics"]
-    assert set(t.constraints) >= {"feasible", "tokens_per_s <= 6000", "rule: tp only where GPUs are linked"}
+    record = t.user_attrs["dse"]  # one user attribute per trial: design point, metrics, constraint names
+    assert {"point", "metrics", "constraints"} <= set(record)
+    assert "itl_s" in record["metrics"] and {"hardware", "batch", "tp"} <= set(record["point"])
+    assert set(record["constraints"]) >= {"feasible", "tokens_per_s <= 6000", "rule: tp only where GPUs are linked"}
+    assert len(t.constraints) == len(record["constraints"])
+
+
+def test_samplers_see_every_constraint_value(tmp_path):
+    """All of a trial's constraints go to the storage in one write; Optuna reads back one value per
+    rule and outcome constraint, in the order of the names kept with the trial."""
+    study = dse.load_study(write_tiny(tmp_path))
+    study.run(trials=40, sampler="nsga2")
+    import optuna
+    stored = optuna.load_study(study_name="tiny", storage=study.storage)
+    seen = 0
+    for t in stored.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        names, point, metrics = t.user_attrs["dse"]["constraints"], t.user_attrs["dse"]["point"], \
+            t.user_attrs["dse"]["metrics"]
+        values = dict(zip(names, t.constraints.values(), strict=True))
+        broken = point["hardware"] == "l4" and point["tp"] == 2
+        assert (values["rule: tp only where GPUs are linked"] > 0) == broken
+        if not broken:
+            seen += 1
+            assert (values["tokens_per_s <= 6000"] > 0) == (metrics["tokens_per_s"] > 6000)
+            assert (values["feasible"] > 0) == (not metrics["feasible"])
+    assert seen > 0
+
+
+def test_trials_stored_one_attribute_per_key_still_read(tmp_path):
+    """Storages written before one record per trial (point and metrics as two user attributes, a
+    constraint per key) keep reading, and a run adds to them."""
+    import optuna
+    path = write_tiny(tmp_path)
+    study = dse.load_study(path)
+    stored = optuna.create_study(study_name="tiny", storage=study.storage, directions=["minimize", "maximize"])
+    trial = stored.ask()
+    trial.suggest_categorical("hardware", ["h100-sxm", "a100-sxm-80gb", "l4"])
+    trial.set_constraint("feasible", 0.0)
+    trial.set_constraint("tokens_per_s <= 6000", 0.5)
+    trial.set_user_attr("point", {"hardware": "h100-sxm", "batch": 1, "tp": 1})
+    trial.set_user_attr("metrics", {"request_latency_s": 1.0, "tokens_per_s": 9000.0, "feasible": True})
+    stored.tell(trial, [1.0, 9000.0])
+    old = study.trials()
+    assert old[["hardware", "batch", "tp", "tokens_per_s", "feasible"]].to_dict("records") == [
+        {"hardware": "h100-sxm", "batch": 1, "tp": 1, "tokens_per_s": 9000.0, "feasible": False}]
+    assert study.run(trials=10, sampler="random").complete == 10 and len(study.trials()) == 10
+
+
+def test_point_by_point_and_column_wise_evaluation_agree(tmp_path):
+    """`Space.evaluate` goes point by point for few points per categorical group and column-wise
+    (evaluate_many) for more; the metrics are the same either way."""
+    import numpy as np
+    import pandas as pd
+
+    from dse import space as sp
+    spec = dse.load_study(write_tiny(tmp_path)).spec
+    points = spec.space.sample(100)
+    points = points[~((points["hardware"] == "l4") & (points["tp"] == 2))]
+    points = pd.concat([points, points], ignore_index=True)  # 70 points in 3 groups: column-wise
+    assert len(points) >= sp.POINTWISE_BELOW * points["hardware"].nunique()
+    many = spec.space.evaluate(points)
+    one = pd.concat([spec.space.evaluate(points.iloc[[i]]) for i in range(len(points))])
+    assert list(one.index) == list(many.index) and set(one.columns) == set(many.columns)
+    for column in many.columns:
+        a, b = many[column].to_numpy(), one[column].to_numpy()
+        if a.dtype.kind in "fiu" and b.dtype.kind in "fiu":
+            assert np.allclose(a.astype(float), b.astype(float), rtol=1e-12, equal_nan=True), column
+        else:
+            assert list(a) == list(b), column
 
 
 def test_sigkill_mid_study_keeps_every_completed_trial(tmp_path):
