@@ -63,7 +63,9 @@ def open_storage(url: str | None, spec: StudySpec) -> optuna.storages.BaseStorag
         except OSError as exc:
             raise StorageError("--storage", url, f"a writable journal file path or an Optuna storage URL "
                                f"({exc.strerror})") from None
-        return JournalStorage(JournalFileBackend(str(path)))
+        # absolute: Optuna's lock is a symlink to this path, and a relative one would dangle, so the lock a
+        # killed run leaves behind could never be recognised and released
+        return JournalStorage(JournalFileBackend(str(path.resolve())))
     try:
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
         return RDBStorage(url, engine_kwargs=kwargs)
