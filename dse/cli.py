@@ -7,7 +7,7 @@ import re
 import signal
 import sys
 
-from dse import cli_study, report
+from dse import __version__, cli_study, report
 from dse import config as cfg
 from dse.catalog import KINDS, registry
 from dse.errors import DSEError, UnknownNameError
@@ -71,14 +71,18 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _run_catalog(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else list(KINDS)
+    if args.name and not args.kind:
+        raise UnknownNameError("catalog kind", args.name, KINDS, hint="Name the kind first, e.g. "
+                               "`dse catalog hardware h100`.")
+    entries = {k: [registry(k).get(args.name, k)] if args.name else list(registry(k)) for k in kinds}
     if args.json:
         if not args.kind:
-            print(json.dumps({k: [report.catalog_json(k, i) for i in registry(k)] for k in kinds}, indent=2))
+            print(json.dumps({k: [report.catalog_json(k, i) for i in entries[k]] for k in kinds}, indent=2))
         else:
-            print(json.dumps([report.catalog_json(args.kind, i) for i in registry(args.kind)], indent=2))
+            print(json.dumps([report.catalog_json(args.kind, i) for i in entries[args.kind]], indent=2))
         return 0
     for kind in kinds:
-        header, rows, sources = report.catalog_rows(kind, list(registry(kind)))
+        header, rows, sources = report.catalog_rows(kind, entries[kind])
         print(f"{kind} ({len(rows)})\n{report.table(rows, header)}")
         for i, s in enumerate(sources, 1):
             print(f"  [{i}] {s}")
@@ -90,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGPIPE"):  # `dse catalog | head` ends quietly
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = _Parser(prog="dse", description="Design-space exploration for ML systems.")
+    parser.add_argument("--version", action="version", version=f"dse {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _eval_parser(sub)
     c = sub.add_parser("catalog", help="list accelerators, nodes, fabrics, workloads or regions with sources")
     c.add_argument("kind", nargs="?", choices=KINDS)
+    c.add_argument("name", nargs="?", help="one entry by name or alias, e.g. h100")
     c.add_argument("--json", action="store_true", help="print a JSON list of objects, each with `name`")
     cli_study.add_parsers(sub)
     args, extra = parser.parse_known_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))

@@ -37,11 +37,20 @@ def hypervolume(front: pd.DataFrame, objectives: Objectives) -> float | None:
 
 def knee(front: pd.DataFrame, objectives: Objectives) -> int | None:
     """Position (in `front`) of the knee: the point closest to the ideal once each objective is scaled
-    to [0, 1] over the front, the best compromise when no objective is preferred."""
+    to [0, 1] over the front, the best compromise when no objective is preferred. Points beyond the
+    objectives' reference point (which the hypervolume ignores too) neither count nor stretch the scale."""
     if front.empty:
         return None
     values = objectives.values(front)
     values = np.where(objectives.maximise, -values, values)
+    if objectives.reference is not None:
+        ref = np.where(objectives.maximise, -np.asarray(objectives.reference), objectives.reference)
+        inside = (values <= ref).all(axis=1)
+        if inside.any():
+            values = np.where(inside[:, None], values, np.inf)
+            low, high = values[inside].min(axis=0), values[inside].max(axis=0)
+            scaled = (values - low) / np.where(high > low, high - low, 1.0)
+            return int(np.argmin(np.linalg.norm(scaled, axis=1)))
     low, high = values.min(axis=0), values.max(axis=0)
     scaled = (values - low) / np.where(high > low, high - low, 1.0)
     return int(np.argmin(np.linalg.norm(scaled, axis=1)))

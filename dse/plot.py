@@ -19,9 +19,12 @@ def plot(points: pd.DataFrame, front: pd.DataFrame, objectives: Objectives, knee
         raise UserInputError("--plot", path, "a file name ending in .png (matplotlib) or .html (plotly)")
     if len(objectives.objectives) < 2:
         raise UserInputError("--plot", path, "a study with two or three objectives (this one has one)")
-    points = points.dropna(subset=objectives.metrics[:3])  # a point whose rules broke has no metrics to draw
-    feasible = points["feasible"].astype(bool) & objectives.feasible(points)
     axes = objectives.metrics[:3]
+    if any(a not in points for a in axes):
+        raise UserInputError("--plot", path, "a study with evaluated trials (none has the objectives' metrics yet: "
+                             "run `dse run` first)")
+    points = points.dropna(subset=axes)  # a point whose rules broke has no metrics to draw
+    feasible = points["feasible"].astype(bool) & objectives.feasible(points)
     try:
         if suffix == ".png":
             _png(points, feasible, front, knee, axes, path, title)

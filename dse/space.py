@@ -21,7 +21,8 @@ from dse.errors import StudyFileError, UnknownNameError, UserInputError
 from dse.evaluation import CATEGORICAL, evaluate, evaluate_many
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+           ast.Pow: np.float_power}  # powers in floats: no unbounded integers, overflow gives inf
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
 # Points per group of equal categorical choices below which `Space.evaluate` goes point by point:
@@ -76,7 +77,7 @@ def _eval(node: ast.expr, env: dict):
     if isinstance(node, ast.List | ast.Tuple):
         return [_eval(e, env) for e in node.elts]
     if isinstance(node, ast.BinOp):
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return _BINARY[type(node.op)](_eval(node.left, env), _eval(node.right, env))
     if isinstance(node, ast.UnaryOp):
         value = _eval(node.operand, env)
@@ -191,15 +192,14 @@ class Space:
                **{c: points[c].to_numpy() for c in points.columns}}
         out = points.copy()
         for name, expr in self.derived:
-            env[name] = np.broadcast_to(np.asarray(expr(env), dtype=float), (len(points),))
+            env[name] = _column(expr, env, float, len(points), f"derived.{name}")
             out[name] = env[name]
         return out
 
     def broken_rules(self, points: pd.DataFrame) -> dict[str, np.ndarray]:
         """For each rule, which of the (completed) points break it."""
         env = {**self.constants, **self.fixed, **{c: points[c].to_numpy() for c in points.columns}}
-        return {r.name: ~np.broadcast_to(np.asarray(r.require(env), dtype=bool), (len(points),))
-                for r in self.rules}
+        return {r.name: ~_column(r.require, env, bool, len(points), f"rule {r.name!r}") for r in self.rules}
 
     def options(self, points: pd.DataFrame) -> pd.DataFrame:
         """The `evaluate_many` frame of (completed) points: their option columns plus the fixed options."""
@@ -233,6 +233,20 @@ class Space:
             rows = [r for _, r in split.groupby(labels, sort=False, dropna=False).groups.items()]
             return pd.concat([self.evaluate(points.loc[r]) for r in rows]).loc[points.index]
         return _evaluate_points(frame.to_dict("records"), frame.index)
+
+
+def _column(expr: Expr, env: dict, kind: type, size: int, where: str) -> np.ndarray:
+    """An expression's value on every point, as numbers (derived values) or truth values (rules): one
+    per point or one for all; an expression that mixes names and numbers, or gives a list, is refused."""
+    try:
+        value = np.asarray(expr(env))
+        if value.dtype == object or value.dtype.kind not in ("b" if kind is bool else "biuf"):
+            raise TypeError(value.dtype)
+        return np.broadcast_to(value.astype(kind), (size,))
+    except (TypeError, ValueError, OverflowError):
+        allowed = "true or false for each point" if kind is bool else "a number for each point"
+        raise StudyFileError(where, expr.text, f"an expression giving {allowed} (names compared with names "
+                             "or quoted text, numbers with numbers)") from None
 
 
 def with_metrics(points: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:

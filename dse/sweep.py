@@ -11,11 +11,13 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dse import __version__
 from dse import front as fr
 from dse.errors import EmptySpaceError
 from dse.space import with_metrics
@@ -128,12 +130,13 @@ def saved_path(spec: StudySpec) -> Path:
 
 
 def fingerprint(spec: StudySpec) -> str:
-    """A digest of the study file and the space and objectives files it names: a saved sweep counts
-    for `dse front` only while none of them has changed."""
+    """A digest of the study file, the space and objectives files it names, the catalog and dse's
+    version: a saved sweep counts for `dse front` only while none of them has changed."""
     raw = read_toml(spec.path, "study")
     files = [spec.path] + [spec.path.parent / raw[k] for k in ("space", "objectives") if isinstance(raw.get(k), str)]
-    digest = hashlib.sha256()
-    for f in files:
+    catalog = sorted(resources.files("dse.catalog").joinpath("data").iterdir(), key=lambda f: f.name)
+    digest = hashlib.sha256(__version__.encode())  # the models' version and the catalog they read
+    for f in [*files, *catalog]:
         digest.update(f.read_bytes())
     return digest.hexdigest()
 

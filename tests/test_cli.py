@@ -106,6 +106,7 @@ POSITIVE: dict[str, list[str]] = {
     "serve-overloaded": ["eval", *B, "--mode", "serve", "--batch", "4", "--qps", "10", "--json"],
     "catalog-hardware-json": ["catalog", "hardware", "--json"],
     "catalog-text": ["catalog"],
+    "catalog-one": ["catalog", "hardware", "h100", "--json"],
     "eval-help": ["eval", "--help"],
 }
 
@@ -312,3 +313,12 @@ def test_eval_json_through_subprocess(subproc):
     assert set(data) == {"config", "metrics", "notes"}
     assert data["metrics"]["feasible"] is True
     assert data["config"]["hardware"] == "h100-sxm"
+
+
+def test_version_and_one_catalog_entry(inproc):
+    import dse
+    ran = inproc(["--version"])
+    assert ran.returncode == 0 and ran.stdout.strip() == f"dse {dse.__version__}"
+    entries = json_of(inproc(["catalog", "hardware", "h100", "--json"]))
+    assert [e["name"] for e in entries] == ["h100-sxm"]  # found by its alias
+    assert_clean_error(inproc(["catalog", "hardware", "h1000"]), ["h1000", "Did you mean"])

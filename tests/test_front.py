@@ -36,3 +36,13 @@ def test_records_split_params_and_metrics():
     front = _points([("a", 1.0, 2.5, True)])
     assert fr.records(front, ["name"]) == [{"params": {"name": "a"},
                                             "metrics": {"cost": 1, "speed": 2.5, "feasible": True}}]
+
+
+def test_knee_ignores_points_beyond_the_reference():
+    # "z" costs 50, beyond the reference of 10: it would stretch the cost scale and pull the knee to "a"
+    front = _points([("a", 1, 1, True), ("b", 2, 6, True), ("c", 9, 9.5, True), ("z", 50, 10, True)])
+    values = front[["cost", "speed"]].to_numpy(dtype=float)[:3]
+    scaled = (values - values.min(axis=0)) / (values.max(axis=0) - values.min(axis=0))
+    scaled[:, 1] = 1 - scaled[:, 1]  # speed is maximised: distance from its best
+    expected = int(((scaled ** 2).sum(axis=1)).argmin())
+    assert front["name"].iloc[fr.knee(front, OBJ)] == front["name"].iloc[expected] == "b"

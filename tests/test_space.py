@@ -51,3 +51,18 @@ def test_bad_spaces_name_the_field(raw, text):
     with pytest.raises((StudyFileError, UnknownNameError), match="s.toml") as err:
         _space(raw)
     assert text in str(err.value)
+
+
+@pytest.mark.parametrize("rule", ["hardware + 1 > 0", "hardware > 1", "[1, 2]"])
+def test_a_rule_that_is_not_true_or_false_per_point_is_refused(rule):
+    space = _space({"param": {"hardware": {"choices": ["h100-sxm", "a100-sxm-80gb"]}, "tp": {"pow2": [1, 2]}},
+                    "rule": [{"name": "odd", "require": rule}]})
+    points = space.complete(space.rows(np.arange(space.size)))
+    with pytest.raises(StudyFileError, match="odd"):
+        space.broken_rules(points)
+
+
+def test_powers_are_computed_in_floats():
+    # integer powers of integers would grow without bound; in floats they overflow to inf at once
+    e = Expr.parse("tp ** tp ** tp ** tp > 1", "r")
+    assert e({"tp": np.array([1.0, 8.0])}).tolist() == [False, True]
