@@ -16,6 +16,7 @@ from dse.sweep import save, saved_front, sweep
 
 
 def add_parsers(sub) -> None:
+    """Add `run`, `front` and `sweep` to the `dse` command's subparsers."""
     r = sub.add_parser("run", help="run an optimization study to its target number of trials",
                        description="Run a study (DESIGN.md 4.2); running again resumes it.")
     r.add_argument("study", metavar="STUDY.toml")
@@ -48,6 +49,7 @@ def _whole(option: str, text: str | None, low: int) -> int | None:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    """`dse run`: run the study to its target, then print its knee (or the front as JSON)."""
     study = load_study(args.study, args.storage)
     summary = study.run(trials=_whole("--trials", args.trials, 1), sampler=args.sampler,
                         seed=_whole("--seed", args.seed, 0), progress=not args.json)
@@ -60,11 +62,13 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_front(args: argparse.Namespace) -> int:
+    """`dse front`: the Pareto front of the trials a run stored, as a table, JSON, CSV or plot."""
     study = load_study(args.study, args.storage)
     return _show(study, args.json, csv=args.csv, plot=args.plot)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    """`dse sweep`: evaluate the whole space, print the exact front and save it beside the study."""
     study = load_study(args.study)
     result = sweep(study.spec, progress=not args.json)
     payload = fr.contract(study.spec.name, study.spec.objectives, result.evaluated, result.front, study.params())
@@ -95,7 +99,7 @@ def _show(study: Study, as_json: bool, csv: str | None = None, plot: str | None 
         try:
             front.to_csv(csv, index=False)
         except OSError as exc:
-            raise UserInputError("--csv", csv, f"a writable file ({exc.strerror})") from None
+            raise UserInputError("--csv", csv, f"a writable file ({exc.strerror or exc})") from None
     if plot:
         from dse.plot import plot as draw
         draw(trials, front, spec.objectives, knee, plot, f"{spec.name}: {len(trials)} trials", study.params())

@@ -76,7 +76,7 @@ def load(path: str | Path) -> StudySpec:
                                                                                          f"{where}: sampler"),
                      trials=_count(raw, "trials", 200, where), seed=_seed(raw, where),
                      storage=_text(raw, "storage", None, where), population=_count(raw, "population", 24, where))
-    objectives.check_metrics({**{name: 0 for name in space.names}, **probe(space)}, where)
+    objectives.check_metrics({**{name: 0 for name in space.names}, **probe(space, where)}, where)
     return spec
 
 
@@ -87,6 +87,7 @@ def _sampler(value: object, field: str) -> str:
 
 
 def check_sampler(value: object) -> str:
+    """A `--sampler` value, checked against `SAMPLERS`."""
     return _sampler(value, "--sampler")
 
 
@@ -157,18 +158,19 @@ def _table_or_file(raw: dict, key: str, path: Path) -> dict:
     return value
 
 
-def probe(space: Space) -> dict[str, object]:
+def probe(space: Space, where: str = "space") -> dict[str, object]:
     """Metrics the models give on the space (some appear only at some points, e.g. tail latencies
     where the load is sustained), one example value each, to check metric names against. A space
-    whose rules leave nothing, or whose points the models all refuse, is an EmptySpaceError."""
+    whose rules leave nothing, or whose points the models all refuse, is an EmptySpaceError naming
+    `where` (the study file)."""
     points = space.sample(PROBE)
     broken = space.broken_rules(points)
     alive = np.ones(len(points), dtype=bool)
     for name, mask in broken.items():
         alive &= ~mask
         if not alive.any():
-            raise EmptySpaceError("space", f"rule {name!r}", f"a rule that leaves some design points: with the rules "
-                                  f"before it, it removes all {len(points)} points checked")
+            raise EmptySpaceError(f"{where}: rule", name, f"a rule that leaves some design points: with the "
+                                  f"rules before it, it removes all {len(points)} points checked")
     available: dict[str, object] = {}
     first_refusal = ""
     for i in np.flatnonzero(alive)[:64]:
@@ -178,9 +180,28 @@ def probe(space: Space) -> dict[str, object]:
         else:
             available.update({k: v for k, v in metrics.iloc[0].items() if not _missing(v) or k not in available})
     if not available:
-        raise EmptySpaceError("space", "every point checked", f"points the models accept: add a rule excluding "
-                              f"what they refuse, e.g. {first_refusal}")
+        raise EmptySpaceError(f"{where}: space", "every point checked", f"points the models accept: add a rule "
+                              f"excluding what they refuse, e.g. {first_refusal}")
     return available
+
+
+def check_not_empty(spec: StudySpec, total: int, survivors: list[int], evaluated: int, refused: int, feasible: int,
+                    violated: dict[str, int], what: str = "design points") -> None:
+    """An EmptySpaceError when no feasible point came out of `total` (design points of a sweep, trials
+    of a study) naming the cause: the rule that left none (`survivors`: points left after each rule
+    in turn), the models refusing every point evaluated, or the constraint no evaluated point meets
+    (`violated`: evaluated points violating each constraint)."""
+    for rule, left in zip(spec.space.rules, survivors, strict=True):
+        if left == 0:
+            raise EmptySpaceError(f"{spec.path}: rule", rule.name, f"a rule that leaves some of the "
+                                  f"{total:,} {what} (with the rules before it, it removes all)")
+    if evaluated and evaluated == refused:
+        raise EmptySpaceError(f"{spec.path}: space", f"every {what.rstrip('s')}", "points the models "
+                              "accept: add rules that exclude what they refuse (see `dse eval` on one of them)")
+    if evaluated and not feasible:
+        worst = [k for k, v in violated.items() if v == evaluated] or [max(violated, key=violated.get)]
+        raise EmptySpaceError(f"{spec.path}: constraint", worst[0], f"a constraint some of the {evaluated:,} "
+                              f"evaluated {what.split()[-1]} meet (it is violated by {violated[worst[0]]:,})")
 
 
 def _missing(v: object) -> bool:

@@ -195,7 +195,7 @@ BAD = [
     ('pow2 = [1, 2]', 'pow2 = [1, 3]', StudyFileError, "powers of two"),
     ('require = "tp == 1 or hardware != \'l4\'"', 'require = "__import__(\'os\')"', StudyFileError, "Call"),
     ('require = "tp == 1 or hardware != \'l4\'"', 'require = "batch > 1000"', EmptySpaceError,
-     "rule 'tp only where GPUs are linked'"),
+     "tiny.toml: rule = 'tp only where GPUs are linked'"),
     ('input_len = 512', 'input_len = -5', StudyFileError, "scenario.input_len"),
     ('input_len = 512', 'input_len = 512\nzero = 1', StudyFileError, "zero"),
     ('choices = ["h100-sxm", "a100-sxm-80gb", "l4"]', 'choices = ["h100-sxm", "a100-sxm-80gbb", "l4"]',
