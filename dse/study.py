@@ -5,7 +5,10 @@ constraint names kept in one user attribute (`RECORD`): dse adds two storage wri
 what bare Optuna does."""
 from __future__ import annotations
 
+import bisect
 import math
+import os
+import socket
 import sys
 import time
 import warnings
@@ -17,12 +20,12 @@ import optuna
 import pandas as pd
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from dse import front as fr
-from dse.errors import StorageError, UserInputError
+from dse.errors import StorageError, StudyFileError, UserInputError
 from dse.space import Param, Space, with_metrics
-from dse.studyfile import SAMPLERS, StudySpec, check_sampler, load
+from dse.studyfile import SAMPLERS, StudySpec, check_not_empty, check_sampler, load
 
 # The default sampler, chosen by measurement: bench/studies.py prints the hypervolume ratio against
 # trials for every sampler on every shipped study (table in bench/README.md).
@@ -33,12 +36,18 @@ AUTO = "nsga2"
 POPULATION_SAMPLERS = ("nsga2", "nsga3", "random")
 RECORD = "dse"  # the user attribute holding a trial's design point, metrics and constraint names
 _CONSTRAINTS_KEY = "constraints"  # Optuna's system attribute for a trial's list of constraint values
-STALE_S = 600  # a trial RUNNING this long was left by a killed run: it is marked failed
+STALE_S = 600  # a trial from another host RUNNING this long was left by a killed run: it is marked failed
+OWNER = "dse:run"  # the system attribute holding the host and process id of the run that asked a trial
+HOST = socket.gethostname()
+WAIT_S = 0.2  # how often a run whose remaining trials other runs are running checks on them
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass(frozen=True)
 class RunSummary:
+    """What a run did: the study and sampler, complete trials in the storage after it, trials it
+    completed itself (`new`) and its wall time."""
+
     study: str
     sampler: str
     complete: int
@@ -46,35 +55,68 @@ class RunSummary:
     seconds: float
 
 
-def open_storage(url: str | None, spec: StudySpec) -> optuna.storages.BaseStorage:
-    """The study's storage: a journal file beside the study file by default, a journal file at a
-    path, or any Optuna database URL (sqlite:///..., postgresql://...)."""
+def storage_url(url: str | None, spec: StudySpec) -> str:
+    """Where the study's trials are kept: `url` if given, else the study file's `storage` (a relative
+    path relative to that file), else a journal file beside the study file."""
     if url is None and spec.storage is None:
-        url = str(spec.path.with_suffix(".journal"))
-    elif url is None:  # a storage named in the study file: a relative path is relative to that file
+        return str(spec.path.with_suffix(".journal"))
+    if url is None:
         url = spec.storage
         if not Path(url).is_absolute() and "://" not in url:
-            url = str(spec.path.parent / url)
+            return str(spec.path.parent / url)
+    return url
+
+
+def open_storage(url: str | None, spec: StudySpec, create: bool = True) -> optuna.storages.BaseStorage:
+    """The study's storage: a journal file beside the study file by default, a journal file at a
+    path, or any Optuna database URL (sqlite:///..., postgresql://...). With `create=False` a
+    journal or SQLite file that does not exist yet is a StorageError (nothing is created)."""
+    url = storage_url(url, spec)
     if "://" not in url:
         path = Path(url).expanduser()
+        if not create and not path.is_file():
+            raise _not_run(url, spec)
         try:
             with open(path, "ab"):
                 pass
         except OSError as exc:
             raise StorageError("--storage", url, f"a writable journal file path or an Optuna storage URL "
-                               f"({exc.strerror})") from None
+                               f"({exc.strerror or exc})") from None
         # absolute: Optuna's lock is a symlink to this path, and a relative one would dangle, so the lock a
         # killed run leaves behind could never be recognised and released
         return JournalStorage(JournalFileBackend(str(path.resolve())))
+    if not create and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise _not_run(url, spec)
     try:
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
         return RDBStorage(url, engine_kwargs=kwargs)
+    except ImportError:
+        raise StorageError("--storage", url, f"an Optuna storage URL whose database driver is installed "
+                           f"({_driver_hint(url)})") from None
     except Exception as exc:  # noqa: BLE001 (any driver or connection failure is the user's storage)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError("--storage", url, f"a reachable, writable Optuna storage ({reason})") from None
 
 
-def make_sampler(name: str, seed: int | None, population: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+def _driver_hint(url: str) -> str:
+    """What to install for a database URL whose driver is missing."""
+    dialect, _, driver = url.split("://")[0].partition("+")
+    if dialect == "postgresql":
+        return "pip install 'psycopg[binary]'" if driver == "psycopg" else "pip install psycopg2-binary"
+    if dialect == "mysql":
+        return "pip install pymysql" if driver == "pymysql" else \
+            "pip install pymysql, and write the URL as mysql+pymysql://..."
+    return f"install the Python driver SQLAlchemy uses for {url.split('://')[0]}://"
+
+
+def _not_run(url: str, spec: StudySpec) -> StorageError:
+    return StorageError("--storage", url, f"a storage that holds study {spec.name!r} (it has no trials of it: "
+                        f"run `dse run {spec.path}` first)")
+
+
+def make_sampler(name: str, seed: int | None, population: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler a `--sampler` name stands for (`auto` is `AUTO`), seeded; `population` is the
+    generation size of NSGA-II/III. gp needs torch and scipy: without them a UserInputError."""
     name = AUTO if name == "auto" else name
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
@@ -96,7 +138,7 @@ def make_sampler(name: str, seed: int | None, population: int, n_objectives: int
 
 
 class Study:
-    """A study file bound to a storage: `run` it to a target total, read its `front`."""
+    """A study file bound to a storage: `run` it to a target total, read its `trials` and `front`."""
 
     def __init__(self, spec: StudySpec, storage: str | None = None) -> None:
         self.spec = spec
@@ -108,13 +150,25 @@ class Study:
 
     @property
     def storage(self) -> optuna.storages.BaseStorage:
+        """The Optuna storage holding the study's trials, created (an empty journal) if it does not exist."""
+        return self._open(create=True)
+
+    def _open(self, create: bool) -> optuna.storages.BaseStorage:
         if self._storage is None:
-            self._storage = open_storage(self._url, self.spec)
+            self._storage = open_storage(self._url, self.spec, create)
         return self._storage
 
-    def _optuna(self, sampler: optuna.samplers.BaseSampler | None) -> optuna.Study:
+    def _optuna(self, sampler: optuna.samplers.BaseSampler | None, create: bool = True) -> optuna.Study:
+        """The Optuna study, created on first use when `create`; else a StorageError when the storage
+        does not hold it yet. Its objectives must be the study file's."""
+        storage = self._open(create)
+        if not create:
+            try:
+                storage.get_study_id_from_name(self.spec.name)
+            except KeyError:
+                raise _not_run(storage_url(self._url, self.spec), self.spec) from None
         directions = [o.direction for o in self.spec.objectives.objectives]
-        study = optuna.create_study(study_name=self.spec.name, storage=self.storage, directions=directions,
+        study = optuna.create_study(study_name=self.spec.name, storage=storage, directions=directions,
                                     sampler=sampler, load_if_exists=True)
         stored = [d.name.lower() for d in study.directions]
         if stored != directions:
@@ -130,7 +184,20 @@ class Study:
     def run(self, trials: int | None = None, sampler: str | None = None, seed: int | None = None,
             progress: bool = False) -> RunSummary:
         """Run until the storage holds `trials` (default: the study file's) complete trials; a run that
-        finds some already there (an earlier or killed run) adds only what is missing."""
+        finds some already there (an earlier or killed run) adds only what is missing. `new` in the
+        summary counts the trials this run itself completed.
+
+        Runs sharing one storage share the target. Before each batch a run marks failed the trials
+        that dead runs left RUNNING (`_fail_stale`), counts the complete trials and the running ones
+        of live runs, and asks at most what is missing (waiting while others' running trials fill
+        the target). Once its trials exist it gives up (marks failed, unevaluated) those that rank
+        beyond the target, by trial number, among the complete and live running trials: every run
+        sees the same order, so concurrent runs stop together at exactly the target. The exception is
+        a run on another host whose trial runs longer than `STALE_S` (or a host whose clock is that
+        far off): it is taken for dead, so its trial can end up one beyond the target.
+
+        A study none of whose trials is feasible is an EmptySpaceError naming the rule or constraint
+        that rules them out (as `dse sweep` does)."""
         target = self.spec.trials if trials is None else trials
         if isinstance(target, bool) or not isinstance(target, int) or target < 1:
             raise UserInputError("--trials", target, "a whole number >= 1 (the study's target total of trials)")
@@ -139,25 +206,53 @@ class Study:
         seed = self.spec.seed if seed is None else seed
         start = time.perf_counter()
         study = self._optuna(None)
-        _fail_stale(study)
+        running = _fail_stale(study)
         done = _complete(study)
-        first = done
-        study.sampler = make_sampler(name, None if seed is None else seed + done, self.spec.population,
-                                     len(self.spec.objectives.objectives))
+        study.sampler = make_sampler(name, None if seed is None else seed + done, self.spec.population)
         batch = self.spec.population if name in POPULATION_SAMPLERS else 1
         bar = _Progress(target, progress)
+        told = 0
         while done < target:
-            asked = [study.ask() for _ in range(min(batch, target - done))]
-            self._evaluate(study, asked)
+            room = target - done - len(running)
+            if room <= 0:  # the rest is being run by other live runs: wait for them (or their death)
+                time.sleep(WAIT_S)
+            else:
+                told += self._batch(study, min(batch, room), target)
+                bar.update(_complete(study), time.perf_counter() - start)
+            running = _fail_stale(study)
             done = _complete(study)
-            bar.update(done, time.perf_counter() - start)
         bar.close()
-        return RunSummary(self.spec.name, name, done, done - first, time.perf_counter() - start)
+        self._check_feasible()
+        return RunSummary(self.spec.name, name, done, told, time.perf_counter() - start)
+
+    def _batch(self, study: optuna.Study, n: int, target: int) -> int:
+        """Ask `n` trials, keep those within the target (see `run`), evaluate and tell them; how many
+        were told. On any error the trials not yet told are marked failed, so none stays RUNNING."""
+        asked = []
+        try:
+            for _ in range(n):
+                asked.append(study.ask())
+                _set_owner(asked[-1])
+            kept = _within_target(study, asked, target)
+            for trial in asked:
+                if trial not in kept:
+                    study.tell(trial, state=TrialState.FAIL)
+            self._evaluate(study, kept)
+        except BaseException:
+            for trial in asked:
+                try:
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                except Exception:  # noqa: BLE001, S110 (the storage itself may be what failed: raise that)
+                    pass
+            raise
+        return len(kept)
 
     def _evaluate(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
         """Suggest each trial's design point, evaluate the rule-abiding ones together, tell the results."""
+        if not trials:
+            return
         space, objectives = self.spec.space, self.spec.objectives
-        points = space.complete(pd.DataFrame([suggest(space, t) for t in trials]))
+        points = space.complete(pd.DataFrame([suggest(space, t, str(self.spec.path)) for t in trials]))
         broken = space.broken_rules(points)
         alive = ~np.logical_or.reduce(list(broken.values())) if broken else np.ones(len(points), dtype=bool)
         metrics = pd.DataFrame(index=points.index)
@@ -179,21 +274,52 @@ class Study:
             study.tell(trial, list(values[i]))
 
     def trials(self) -> pd.DataFrame:
-        """Every complete trial: number, design point, metrics and `feasible` (all constraints met)."""
-        study = self._optuna(None)
-        rows = []
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            feasible = all(v <= 0 for v in t.constraints.values())
-            record = t.user_attrs.get(RECORD) or t.user_attrs  # trials stored before one record per trial
-            rows.append({"trial": t.number, **record.get("point", {}), **record.get("metrics", {}),
-                         "feasible": feasible})
-        return pd.DataFrame(rows)
+        """Every complete trial: number, design point, metrics and `feasible`, judged by the study file
+        as it is now: no rule of its space broken and every constraint met (a rule or constraint
+        edited since the trial ran counts). A StorageError when the storage does not hold the study."""
+        return self._read()[0]
+
+    def _read(self) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The complete trials (as `trials`), and per rule and per constraint which trials break it."""
+        study = self._optuna(None, create=False)
+        records = [(t.number, t.user_attrs.get(RECORD, {}))
+                   for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        if not records:
+            return pd.DataFrame(), {}, {}
+        space = self.spec.space
+        points = pd.DataFrame([r.get("point", {}) for _, r in records])
+        metrics = pd.DataFrame([r.get("metrics", {}) for _, r in records])
+        missing = [p.name for p in space.params if p.name not in points]
+        if missing:
+            raise _space_changed(self.spec, f"param.{missing[0]}", "a parameter the stored trials lack")
+        broken = space.broken_rules(space.complete(points[[p.name for p in space.params]]))
+        rows = pd.concat([pd.DataFrame({"trial": [n for n, _ in records]}), with_metrics(points, metrics)], axis=1)
+        violations = self.spec.objectives.violations(rows)
+        feasible = np.ones(len(rows), dtype=bool)
+        for mask in [*broken.values(), *(v > 0 for v in violations.values())]:
+            feasible &= ~mask
+        return rows.assign(feasible=feasible), broken, {k: v > 0 for k, v in violations.items()}
+
+    def _check_feasible(self) -> None:
+        """An EmptySpaceError when the storage holds trials and none is feasible (`check_not_empty`)."""
+        trials, broken, violated = self._read()
+        if not len(trials) or trials["feasible"].any():
+            return
+        alive = np.ones(len(trials), dtype=bool)
+        survivors = []
+        for mask in broken.values():
+            alive &= ~mask
+            survivors.append(int(alive.sum()))
+        refused = int(trials.loc[alive, "refused"].notna().sum()) if "refused" in trials else 0
+        check_not_empty(self.spec, len(trials), survivors, int(alive.sum()), refused, 0,
+                        {k: int(v[alive].sum()) for k, v in violated.items()}, what="trials")
 
     def front(self) -> pd.DataFrame:
         """The Pareto front of the feasible complete trials: design points and metrics, one row each."""
         return fr.pareto(self.trials(), self.spec.objectives)
 
     def params(self) -> list[str]:
+        """The names of the design-point columns: parameters, then derived values."""
         return self.spec.space.names
 
 
@@ -202,9 +328,23 @@ def load_study(path: str | Path, storage: str | None = None) -> Study:
     return Study(load(Path(path)), storage)
 
 
-def suggest(space: Space, trial: optuna.Trial) -> dict:
-    """Ask the trial for every parameter over its fixed domain; powers of two are sampled as exponents."""
-    return {p.name: _suggest(p, trial) for p in space.params}
+def suggest(space: Space, trial: optuna.Trial, where: str = "space") -> dict:
+    """Ask the trial for every parameter over its fixed domain; powers of two are sampled as exponents.
+    A domain that differs from the one stored trials were asked over is a StudyFileError (at `where`)."""
+    out = {}
+    for p in space.params:
+        try:
+            out[p.name] = _suggest(p, trial)
+        except ValueError:  # Optuna: "CategoricalDistribution does not support dynamic value space", ...
+            raise _space_changed(where, f"param.{p.name}", list(p.choices) if p.kind == "choice" else
+                                 [p.low, p.high]) from None
+    return out
+
+
+def _space_changed(where: StudySpec | str, field: str, value: object) -> StudyFileError:
+    where = str(where.path) if isinstance(where, StudySpec) else where
+    return StudyFileError(f"{where}: {field}", value, "the space the trials already in the storage were asked "
+                          "over (it changed since they ran): use another --storage or study name")
 
 
 def _suggest(p: Param, trial: optuna.Trial):
@@ -253,12 +393,48 @@ def _complete(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def _fail_stale(study: optuna.Study) -> None:
-    """Mark trials a killed run left RUNNING long ago as failed (never those of a live run)."""
-    now = time.time()
+def _set_owner(trial: optuna.Trial) -> None:
+    """Record the run that asked the trial (host and process id), for `_fail_stale`."""
+    trial.storage.set_trial_system_attr(trial._trial_id, OWNER, [HOST, os.getpid()])
+
+
+def _fail_stale(study: optuna.Study, now: float | None = None) -> list[FrozenTrial]:
+    """Mark failed the trials a dead run left RUNNING: on this host, those whose run's process is gone;
+    from another host (or without a recorded run), those RUNNING longer than `STALE_S`. Returns the
+    RUNNING trials left: those of live runs."""
+    now = time.time() if now is None else now
+    live = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.datetime_start is not None and now - t.datetime_start.timestamp() > STALE_S:
+        if _alive(t, now):
+            live.append(t)
+            continue
+        try:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # its run finished it meanwhile
+    return live
+
+
+def _alive(trial: FrozenTrial, now: float) -> bool:
+    owner = trial.system_attrs.get(OWNER)
+    if owner and owner[0] == HOST and os.name == "posix":
+        try:
+            os.kill(int(owner[1]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # another user's live process
+        return True
+    return trial.datetime_start is None or now - trial.datetime_start.timestamp() <= STALE_S
+
+
+def _within_target(study: optuna.Study, asked: list[optuna.Trial], target: int) -> list[optuna.Trial]:
+    """The asked trials whose rank by trial number among the complete and live running trials (these
+    included) is within the target; the trials before one were all created before it, so every run
+    ranks it alike."""
+    numbers = sorted([t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))] +
+                     [t.number for t in _fail_stale(study)])
+    return [t for t in asked if bisect.bisect_right(numbers, t.number) <= target]
 
 
 class _Progress:

@@ -95,26 +95,6 @@ def test_samplers_see_every_constraint_value(tmp_path):
     assert seen > 0
 
 
-def test_trials_stored_one_attribute_per_key_still_read(tmp_path):
-    """Storages written before one record per trial (point and metrics as two user attributes, a
-    constraint per key) keep reading, and a run adds to them."""
-    import optuna
-    path = write_tiny(tmp_path)
-    study = dse.load_study(path)
-    stored = optuna.create_study(study_name="tiny", storage=study.storage, directions=["minimize", "maximize"])
-    trial = stored.ask()
-    trial.suggest_categorical("hardware", ["h100-sxm", "a100-sxm-80gb", "l4"])
-    trial.set_constraint("feasible", 0.0)
-    trial.set_constraint("tokens_per_s <= 6000", 0.5)
-    trial.set_user_attr("point", {"hardware": "h100-sxm", "batch": 1, "tp": 1})
-    trial.set_user_attr("metrics", {"request_latency_s": 1.0, "tokens_per_s": 9000.0, "feasible": True})
-    stored.tell(trial, [1.0, 9000.0])
-    old = study.trials()
-    assert old[["hardware", "batch", "tp", "tokens_per_s", "feasible"]].to_dict("records") == [
-        {"hardware": "h100-sxm", "batch": 1, "tp": 1, "tokens_per_s": 9000.0, "feasible": False}]
-    assert study.run(trials=10, sampler="random").complete == 10 and len(study.trials()) == 10
-
-
 def test_point_by_point_and_column_wise_evaluation_agree(tmp_path):
     """`Space.evaluate` goes point by point for few points per categorical group and column-wise
     (evaluate_many) for more; the metrics are the same either way."""
@@ -138,25 +118,149 @@ def test_point_by_point_and_column_wise_evaluation_agree(tmp_path):
             assert list(a) == list(b), column
 
 
-def test_sigkill_mid_study_keeps_every_completed_trial(tmp_path):
-    path = write_tiny(tmp_path)
-    journal = path.with_suffix(".journal")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "dse.cli", "run", str(path), "--trials", "100000", "--json"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+def _dse(*args: str) -> subprocess.Popen:
+    """`dse ARGS` in a subprocess, in the current folder."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.Popen([sys.executable, "-m", "dse.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+
+
+def _states(path, study="tiny") -> dict[str, int]:
+    import optuna
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    return {s.name: sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+
+
+def test_sigkill_mid_study_keeps_every_completed_trial(tmp_path, monkeypatch):
+    """A run killed mid-batch leaves RUNNING trials; the next run marks them failed (their process is
+    gone, however recent) and completes exactly the target. The study path is relative, as a user
+    in the study's folder types it (a relative journal path once hung every later run)."""
+    write_tiny(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    journal = tmp_path / "tiny.journal"
+    proc = _dse("run", "tiny.toml", "--trials", "100000", "--sampler", "nsga2", "--json")
     deadline = time.time() + 60
     while time.time() < deadline and (not journal.exists() or journal.read_bytes().count(b'"state":1') < 40):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = dse.load_study(path).trials()
+    proc.communicate()
+    before = dse.load_study("tiny.toml").trials()
     assert 0 < len(before) < 100000
     target = len(before) + 12
-    summary = dse.load_study(path).run(trials=target)
-    after = dse.load_study(path).trials()
-    assert summary.complete == len(after) == target
+    summary = dse.load_study("tiny.toml").run(trials=target)
+    after = dse.load_study("tiny.toml").trials()
+    assert summary.complete == len(after) == target and summary.new == 12
+    assert _states(journal)["RUNNING"] == 0
     kept = after.set_index("trial").loc[before["trial"]]
     assert kept["request_latency_s"].fillna(-1).tolist() == before["request_latency_s"].fillna(-1).tolist()
+
+
+def test_concurrent_runs_stop_together_at_exactly_the_target(tmp_path, monkeypatch):
+    """Runs sharing one storage share its target: together they complete exactly it (a run gives up
+    the trials it asked beyond the target, see `Study.run`), and their `new` add up to it."""
+    write_tiny(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    runs = [_dse("run", "tiny.toml", "--trials", "150", "--sampler", sampler, "--json")
+            for sampler in ("nsga2", "random", "nsga2")]
+    outs = [proc.communicate(timeout=240) for proc in runs]
+    assert [proc.returncode for proc in runs] == [0, 0, 0], [err.decode()[-2000:] for _, err in outs]
+    states = _states(tmp_path / "tiny.journal")
+    assert states["COMPLETE"] == 150 and states["RUNNING"] == 0
+    assert sum(json.loads(out)["new"] for out, _ in outs) == 150
+
+
+def test_fail_stale_marks_the_trials_of_dead_runs_only(tmp_path):
+    import optuna
+
+    from dse import study as st
+    study = dse.load_study(write_tiny(tmp_path))
+    stored = study._optuna(None)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owners = {"dead here": [st.HOST, dead.pid], "live here": [st.HOST, os.getpid()],
+              "other host": ["elsewhere.example", 1], "unknown": None}
+    ids = {}
+    for what, owner in owners.items():
+        trial = stored.ask()
+        if owner:
+            stored._storage.set_trial_system_attr(trial._trial_id, st.OWNER, owner)
+        ids[what] = trial.number
+    running = {t.number for t in st._fail_stale(stored)}
+    assert running == {ids["live here"], ids["other host"], ids["unknown"]}
+    running = {t.number for t in st._fail_stale(stored, now=time.time() + st.STALE_S + 1)}
+    assert running == {ids["live here"]}
+    failed = {t.number for t in stored.get_trials(states=(optuna.trial.TrialState.FAIL,))}
+    assert failed == {ids["dead here"], ids["other host"], ids["unknown"]}
+
+
+def test_fully_infeasible_study_names_the_constraint(tmp_path, capsys):
+    path = write_tiny(tmp_path, TINY.replace('"tokens_per_s <= 6000"', '"tokens_per_s <= 1"'))
+    with pytest.raises(EmptySpaceError, match=r"tiny.toml: constraint = 'tokens_per_s <= 1'"):
+        dse.load_study(path).run(trials=10)
+    assert main(["run", str(path), "--trials", "12"]) == 2
+    err = capsys.readouterr().err
+    assert "tokens_per_s <= 1" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_front_of_a_study_never_run_creates_nothing(tmp_path, capsys):
+    path = write_tiny(tmp_path)
+    journal = path.with_suffix(".journal")
+    with pytest.raises(StorageError, match="run `dse run"):
+        dse.load_study(path).front()
+    assert main(["front", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(journal) in err and "dse run" in err and err.count("\n") == 1
+    sqlite = tmp_path / "db.sqlite"
+    with pytest.raises(StorageError, match="dse run"):
+        dse.load_study(path, storage=f"sqlite:///{sqlite}").trials()
+    assert not journal.exists() and not sqlite.exists()
+    other = write_tiny(tmp_path, TINY.replace('name = "tiny"', 'name = "other"'), name="other.toml")
+    dse.load_study(other, storage=str(journal)).run(trials=5)
+    size = journal.stat().st_size
+    with pytest.raises(StorageError, match="holds study 'tiny'"):
+        dse.load_study(path, storage=str(journal)).trials()
+    assert journal.stat().st_size == size
+
+
+def test_rule_added_after_the_trials_ran_makes_them_infeasible(tmp_path):
+    path = write_tiny(tmp_path)
+    dse.load_study(path).run(trials=30)
+    assert (dse.load_study(path).trials()["batch"] > 8).any()
+    stricter = TINY.replace('[objectives]', '[[space.rule]]\nname = "small batches"\nrequire = "batch <= 8"\n\n'
+                            '[objectives]')
+    journal = str(path.with_suffix(".journal"))
+    edited = dse.load_study(write_tiny(tmp_path, stricter, name="edited.toml"), storage=journal)
+    trials = edited.trials()
+    assert len(trials) == 30 and not trials.loc[trials["batch"] > 8, "feasible"].any()
+    assert trials.loc[trials["batch"] <= 8, "feasible"].any() and (edited.front()["batch"] <= 8).all()
+
+
+@pytest.mark.parametrize("sampler", ["random", "nsga2", "tpe"])
+def test_changed_choices_after_the_trials_ran(tmp_path, capsys, sampler):
+    path = write_tiny(tmp_path)
+    dse.load_study(path).run(trials=10)
+    fewer = write_tiny(tmp_path, TINY.replace('"a100-sxm-80gb", ', ""), name="fewer.toml")
+    journal = str(path.with_suffix(".journal"))
+    with pytest.raises(StudyFileError, match=r"fewer.toml: param.hardware = .*another --storage or study name"):
+        dse.load_study(fewer, storage=journal).run(trials=20, sampler=sampler)
+    assert main(["run", str(fewer), "--storage", journal, "--trials", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "param.hardware" in err and "Traceback" not in err and err.count("\n") == 1
+    assert _states(journal)["RUNNING"] == 0 and _states(journal)["COMPLETE"] == 10
+
+
+def test_storage_messages(tmp_path, capsys):
+    path = write_tiny(tmp_path)
+    for url, package in (("postgresql://nobody@127.0.0.1:1/none", "pip install psycopg2-binary"),
+                         ("mysql://nobody@127.0.0.1:1/none", "pip install pymysql"),
+                         ("mysql+pymysql://nobody@127.0.0.1:1/none", "pip install pymysql")):
+        with pytest.raises(StorageError, match=package):
+            dse.load_study(path, storage=url).run()
+    dse.load_study(path).run(trials=5)
+    assert main(["front", str(path), "--csv", "/nonexistent/x.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "(None)" not in err and "/nonexistent" in err
 
 
 def test_front_json_contract(tmp_path, capsys):
@@ -222,8 +326,6 @@ def test_bad_run_options(tmp_path, capsys):
         study.run(sampler="grid")
     with pytest.raises(StorageError, match="--storage"):
         dse.load_study(path, storage=str(tmp_path / "missing" / "x.journal")).run()
-    with pytest.raises(StorageError, match="--storage"):
-        dse.load_study(path, storage="postgresql://nobody@127.0.0.1:1/none").run()
     for args in (["run", str(path), "--trials", "0"], ["run", str(path), "--trials", "-3"],
                  ["run", str(path), "--sampler", "bogus"], ["front", str(tmp_path / "nope.toml")]):
         assert main(args) == 2
