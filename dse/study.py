@@ -1,8 +1,9 @@
 """The one module that talks to Optuna: samplers, storage, resume to a target total, trials asked in
 batches (a whole generation for population samplers) and evaluated through the space, each trial's
 constraint values set in one write (see `_set_constraints`) and its design point, metrics and
-constraint names kept in one user attribute (`RECORD`): dse adds two storage writes per trial to
-what bare Optuna does."""
+constraint names kept in one user attribute (`RECORD`), and the run that asked it (host and process
+id, `OWNER`, written with the trial) so that a killed run's trials are recognised: dse adds two
+storage writes per trial to what bare Optuna does."""
 from __future__ import annotations
 
 import bisect
@@ -231,8 +232,7 @@ class Study:
         asked = []
         try:
             for _ in range(n):
-                asked.append(study.ask())
-                _set_owner(asked[-1])
+                asked.append(_ask(study))
             kept = _within_target(study, asked, target)
             for trial in asked:
                 if trial not in kept:
@@ -393,9 +393,13 @@ def _complete(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def _set_owner(trial: optuna.Trial) -> None:
-    """Record the run that asked the trial (host and process id), for `_fail_stale`."""
-    trial.storage.set_trial_system_attr(trial._trial_id, OWNER, [HOST, os.getpid()])
+def _ask(study: optuna.Study) -> optuna.Trial:
+    """`study.ask()`, the trial created with the run that asks it (host and process id, for
+    `_fail_stale`) in the same storage write: with a second write, a run killed between the two would
+    leave a RUNNING trial of no known run, waited for `STALE_S` by every later run."""
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs={OWNER: [HOST, os.getpid()]})
+    study._thread_local.cached_all_trials = None  # as `Study.ask` does: the sampler sees every trial
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))
 
 
 def _fail_stale(study: optuna.Study, now: float | None = None) -> list[FrozenTrial]:
