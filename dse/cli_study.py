@@ -58,6 +58,10 @@ def run_run(args: argparse.Namespace) -> int:
                                          "seconds": round(summary.seconds, 3)})
     print(f"study {summary.study}: {summary.new} new trials ({summary.sampler}) in {summary.seconds:.1f} s, "
           f"{summary.complete} in all")
+    why = study.nothing_feasible()
+    if why:
+        print(f"no feasible trial yet: {why}. Run more trials, or `dse sweep {args.study}` to check the whole "
+              "space.")
     return _show(study, False, rows=False)
 
 

@@ -24,7 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from dse import front as fr
-from dse.errors import StorageError, StudyFileError, UserInputError
+from dse.errors import EmptySpaceError, StorageError, StudyFileError, UserInputError
 from dse.space import Param, Space, with_metrics
 from dse.studyfile import SAMPLERS, StudySpec, check_not_empty, check_sampler, load
 
@@ -195,10 +195,7 @@ class Study:
         beyond the target, by trial number, among the complete and live running trials: every run
         sees the same order, so concurrent runs stop together at exactly the target. The exception is
         a run on another host whose trial runs longer than `STALE_S` (or a host whose clock is that
-        far off): it is taken for dead, so its trial can end up one beyond the target.
-
-        A study none of whose trials is feasible is an EmptySpaceError naming the rule or constraint
-        that rules them out (as `dse sweep` does)."""
+        far off): it is taken for dead, so its trial can end up one beyond the target."""
         target = self.spec.trials if trials is None else trials
         if isinstance(target, bool) or not isinstance(target, int) or target < 1:
             raise UserInputError("--trials", target, "a whole number >= 1 (the study's target total of trials)")
@@ -223,7 +220,6 @@ class Study:
             running = _fail_stale(study)
             done = _complete(study)
         bar.close()
-        self._check_feasible()
         return RunSummary(self.spec.name, name, done, told, time.perf_counter() - start)
 
     def _batch(self, study: optuna.Study, n: int, target: int) -> int:
@@ -299,6 +295,16 @@ class Study:
         for mask in [*broken.values(), *(v > 0 for v in violations.values())]:
             feasible &= ~mask
         return rows.assign(feasible=feasible), broken, {k: v > 0 for k, v in violations.items()}
+
+    def nothing_feasible(self) -> str | None:
+        """Why none of the stored trials is feasible (the rule or constraint that rules them all out, as
+        `dse sweep` says it of a whole space), or None when some trial is. A few unlucky trials are not
+        proof that the space is empty: `dse sweep` decides that."""
+        try:
+            self._check_feasible()
+        except EmptySpaceError as exc:
+            return str(exc)
+        return None
 
     def _check_feasible(self) -> None:
         """An EmptySpaceError when the storage holds trials and none is feasible (`check_not_empty`)."""

@@ -21,7 +21,7 @@ from dse import __version__
 from dse import front as fr
 from dse.errors import EmptySpaceError
 from dse.space import with_metrics
-from dse.studyfile import StudySpec, load, read_toml
+from dse.studyfile import StudySpec, check_not_empty, load, read_toml
 
 CHUNK = 1 << 16  # design points per chunk
 
@@ -88,7 +88,8 @@ def sweep(spec: StudySpec, chunk: int = CHUNK, workers: int | None = None, progr
                              f"{time.perf_counter() - start_time:.1f} s")
     if progress and sys.stderr.isatty():
         sys.stderr.write("\n")
-    _check_not_empty(spec, result)
+    check_not_empty(spec, result.space_size, result.survivors, result.evaluated, result.refused, result.feasible,
+                    result.violated)
     result.front = fr.pareto(pd.concat(parts, ignore_index=True), spec.objectives)
     result.seconds = time.perf_counter() - start_time
     return result
@@ -106,22 +107,6 @@ def _map(spec: StudySpec, bounds: list[tuple[int, int]], workers: int):
 def _closing(pool: ProcessPoolExecutor, results):
     with pool:
         yield from results
-
-
-def _check_not_empty(spec: StudySpec, result: SweepResult) -> None:
-    """Name the rule that removed every point, or the constraint no evaluated point meets."""
-    for rule, left in zip(spec.space.rules, result.survivors, strict=True):
-        if left == 0:
-            raise EmptySpaceError(f"{spec.path}: rule", rule.name, f"a rule that leaves some of the "
-                                  f"{result.space_size:,} design points (with the rules before it, it removes all)")
-    if result.evaluated and result.evaluated == result.refused:
-        raise EmptySpaceError(f"{spec.path}: space", "every design point", "points the models accept: add rules "
-                              "that exclude what they refuse (see `dse eval` on one of them)")
-    if result.evaluated and not result.feasible:
-        worst = [k for k, v in result.violated.items() if v == result.evaluated] or \
-            [max(result.violated, key=result.violated.get)]
-        raise EmptySpaceError(f"{spec.path}: constraint", worst[0], f"a constraint some of the {result.evaluated:,} "
-                              f"evaluated points meet (it is violated by {result.violated[worst[0]]:,})")
 
 
 def saved_path(spec: StudySpec) -> Path:

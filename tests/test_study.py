@@ -195,10 +195,16 @@ def test_fail_stale_marks_the_trials_of_dead_runs_only(tmp_path):
 
 
 def test_fully_infeasible_study_names_the_constraint(tmp_path, capsys):
+    # a run that finds nothing feasible says which constraint rules its trials out (exit 0: a few trials
+    # prove nothing about the space); the sweep, which sees every point, refuses the space
     path = write_tiny(tmp_path, TINY.replace('"tokens_per_s <= 6000"', '"tokens_per_s <= 1"'))
-    with pytest.raises(EmptySpaceError, match=r"tiny.toml: constraint = 'tokens_per_s <= 1'"):
-        dse.load_study(path).run(trials=10)
-    assert main(["run", str(path), "--trials", "12"]) == 2
+    study = dse.load_study(path)
+    study.run(trials=10)
+    assert "tiny.toml: constraint = 'tokens_per_s <= 1'" in study.nothing_feasible()
+    assert main(["run", str(path), "--trials", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "no feasible trial yet" in out and "tokens_per_s <= 1" in out
+    assert main(["sweep", str(path)]) == 2
     err = capsys.readouterr().err
     assert "tokens_per_s <= 1" in err and "Traceback" not in err and err.count("\n") == 1
 
