@@ -67,7 +67,7 @@ def test_storage_url_and_metrics_kept_with_each_trial(tmp_path):
     import optuna
     stored = optuna.load_study(study_name="tiny", storage=url)
     t = stored.get_trials()[0]
-    record = t.user_attrs["dse"]  # one user attribute per trial: design point, metrics, constraint names
+    record = json.loads(t.user_attrs["dse"])  # one user attribute per trial (JSON): point, metrics, constraints
     assert {"point", "metrics", "constraints"} <= set(record)
     assert "itl_s" in record["metrics"] and {"hardware", "batch", "tp"} <= set(record["point"])
     assert set(record["constraints"]) >= {"feasible", "tokens_per_s <= 6000", "rule: tp only where GPUs are linked"}
@@ -83,8 +83,8 @@ def test_samplers_see_every_constraint_value(tmp_path):
     stored = optuna.load_study(study_name="tiny", storage=study.storage)
     seen = 0
     for t in stored.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        names, point, metrics = t.user_attrs["dse"]["constraints"], t.user_attrs["dse"]["point"], \
-            t.user_attrs["dse"]["metrics"]
+        record = json.loads(t.user_attrs["dse"])
+        names, point, metrics = record["constraints"], record["point"], record["metrics"]
         values = dict(zip(names, t.constraints.values(), strict=True))
         broken = point["hardware"] == "l4" and point["tp"] == 2
         assert (values["rule: tp only where GPUs are linked"] > 0) == broken
