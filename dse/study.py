@@ -209,23 +209,25 @@ class Study:
         done = _complete(study)
         study.sampler = make_sampler(name, None if seed is None else seed + done, self.spec.population)
         batch = self.spec.population if name in POPULATION_SAMPLERS else 1
-        bar = _Progress(target, progress)
+        bar = _Progress(target, progress, self.spec.objectives)
         told = 0
         while done < target:
             room = target - done - len(running)
             if room <= 0:  # the rest is being run by other live runs: wait for them (or their death)
                 time.sleep(WAIT_S)
             else:
-                told += self._batch(study, min(batch, room), target)
-                bar.update(_complete(study), time.perf_counter() - start)
+                told_now, feasible_values = self._batch(study, min(batch, room), target)
+                told += told_now
+                bar.update(_complete(study), time.perf_counter() - start, feasible_values)
             running = _fail_stale(study)
             done = _complete(study)
         bar.close()
         return RunSummary(self.spec.name, name, done, told, time.perf_counter() - start)
 
-    def _batch(self, study: optuna.Study, n: int, target: int) -> int:
-        """Ask `n` trials, keep those within the target (see `run`), evaluate and tell them; how many
-        were told. On any error the trials not yet told are marked failed, so none stays RUNNING."""
+    def _batch(self, study: optuna.Study, n: int, target: int) -> tuple[int, np.ndarray]:
+        """Ask `n` trials, keep those within the target (see `run`), evaluate and tell them: how many
+        were told, and the objective values of the feasible ones. On any error the trials not yet told
+        are marked failed, so none stays RUNNING."""
         asked = []
         try:
             for _ in range(n):
@@ -234,7 +236,7 @@ class Study:
             for trial in asked:
                 if trial not in kept:
                     study.tell(trial, state=TrialState.FAIL)
-            self._evaluate(study, kept)
+            feasible_values = self._evaluate(study, kept)
         except BaseException:
             for trial in asked:
                 try:
@@ -242,12 +244,13 @@ class Study:
                 except Exception:  # noqa: BLE001, S110 (the storage itself may be what failed: raise that)
                     pass
             raise
-        return len(kept)
+        return len(kept), feasible_values
 
-    def _evaluate(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
-        """Suggest each trial's design point, evaluate the rule-abiding ones together, tell the results."""
+    def _evaluate(self, study: optuna.Study, trials: list[optuna.Trial]) -> np.ndarray:
+        """Suggest each trial's design point, evaluate the rule-abiding ones together, tell the results;
+        the objective values of the feasible trials."""
         if not trials:
-            return
+            return np.empty((0, len(self.spec.objectives.objectives)))
         space, objectives = self.spec.space, self.spec.objectives
         points = space.complete(pd.DataFrame([suggest(space, t, str(self.spec.path)) for t in trials]))
         broken = space.broken_rules(points)
@@ -272,6 +275,7 @@ class Study:
                                                     "metrics": _plain(metric_records[i]),
                                                     "constraints": self._constraint_keys}))
             study.tell(trial, list(values[i]))
+        return values[(table <= 0).all(axis=1)]
 
     def trials(self) -> pd.DataFrame:
         """Every complete trial: number, design point, metrics and `feasible`, judged by the study file
@@ -452,17 +456,25 @@ def _within_target(study: optuna.Study, asked: list[optuna.Trial], target: int) 
 
 
 class _Progress:
-    """Trials done of the target and elapsed time on stderr, when it is a terminal."""
+    """Trials done of the target, elapsed time and the best feasible value of each objective this run
+    has found, on stderr, when it is a terminal."""
 
-    def __init__(self, target: int, enabled: bool) -> None:
+    def __init__(self, target: int, enabled: bool, objectives) -> None:
         self.target, self.enabled = target, enabled and sys.stderr.isatty()
+        self.names = objectives.metrics
+        self.maximise = np.asarray(objectives.maximise, dtype=bool)
+        self.best = np.where(self.maximise, -np.inf, np.inf)
 
-    def update(self, done: int, seconds: float) -> None:
+    def update(self, done: int, seconds: float, feasible_values: np.ndarray) -> None:
+        if len(feasible_values):
+            self.best = np.where(self.maximise, np.maximum(self.best, feasible_values.max(axis=0)),
+                                 np.minimum(self.best, feasible_values.min(axis=0)))
         if self.enabled:
             width = 30
             filled = width * done // self.target
+            best = ", ".join(f"{n} {v:.3g}" for n, v in zip(self.names, self.best, strict=True) if np.isfinite(v))
             sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.target} trials "
-                             f"{seconds:6.1f} s")
+                             f"{seconds:6.1f} s" + (f"  best: {best}" if best else "") + "\033[K")
             sys.stderr.flush()
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from study_fixtures import TINY, hand_front, tiny_point, write_tiny
 
@@ -350,3 +351,15 @@ def test_shipped_studies_load():
 
 def test_dse_error_is_the_base():
     assert issubclass(StorageError, DSEError) and issubclass(EmptySpaceError, DSEError)
+
+
+def test_progress_keeps_the_best_feasible_value_of_each_objective():
+    from dse.objectives import parse_objectives
+    from dse.study import _Progress
+    objectives = parse_objectives({"objective": [{"metric": "cost", "direction": "minimize"},
+                                                 {"metric": "speed", "direction": "maximize"}]}, "t")
+    bar = _Progress(10, False, objectives)
+    bar.update(2, 0.1, np.array([[3.0, 5.0], [4.0, 9.0]]))
+    bar.update(4, 0.2, np.empty((0, 2)))  # a batch with nothing feasible changes nothing
+    bar.update(6, 0.3, np.array([[2.5, 1.0]]))
+    assert bar.best.tolist() == [2.5, 9.0]
