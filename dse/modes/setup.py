@@ -1,0 +1,164 @@
+"""What every mode shares: a design point's categorical choices resolved against the catalog (its
+`Setup`), the roofline of one forward pass, phase stacking for columns, the scale-up link, and the
+memory feasibility every mode reports."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dse import config as cfg
+from dse.catalog import CNN, Accelerator, Transformer, Workload, accuracy_ranges, node_for, registry
+from dse.errors import UserInputError
+from dse.models import calibration, cnn, compression, roofline, transformer
+from dse.models.precision import Execution, resolve
+from dse.units import format_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """The categorical part of a design point, resolved against the catalog."""
+
+    workload: Workload
+    device: Accelerator
+    mode: str
+    precision: str
+    ex: Execution
+    eff: calibration.Efficiency
+    weight_bytes: float
+    tensor_speedup: float
+    recompute: str
+    notes: tuple[str, ...]
+    link: tuple[float | None, float]
+    params: float
+
+
+def setup(workload: Workload, device: Accelerator, mode: str, precision: str, weight_precision: str | None,
+          sparsity: object, recompute: str) -> Setup:
+    """Resolve precision, sparsity and efficiency for one (workload, device, mode) combination."""
+    try:
+        ex = resolve(device, precision, weight_precision)
+    except ValueError as exc:
+        raise UserInputError("--weight-precision" if weight_precision else "--precision",
+                             weight_precision or precision, str(exc)) from None
+    notes = list(ex.notes)
+    structured, zeros = cfg.sparsity(sparsity)
+    speedup = 1.0
+    if structured and device.sparsity_2_4:
+        speedup = 2.0
+        notes.append("2:4 structured sparsity: sparse tensor cores double the weight-GEMM rate and "
+                     "weights take 0.5 B/element + 1 bit of index")
+    elif structured:
+        notes.append(f"{device.name} has no 2:4 sparse tensor cores: weights are stored compressed, "
+                     "the arithmetic runs dense")
+    elif zeros > 0:
+        notes.append(f"{zeros:.0%} unstructured zeros: stored as values plus a bitmask when smaller; "
+                     "dense matrix units do not skip zeros, so FLOP are unchanged")
+    if recompute != "none" and mode != "train":
+        raise UserInputError("--recompute", recompute, f"not used in {mode} mode (it applies to train)")
+    if mode == "train" and (precision in ("int8", "int4", "fp4") or weight_precision):
+        field = "--weight-precision" if weight_precision else "--precision"
+        raise UserInputError(field, weight_precision or precision, "fp32, tf32, bf16, fp16 or fp8 arithmetic in "
+                             "train mode, without weight-only quantization")
+    if mode == "train" and ex.weight_bytes < ex.act_bytes:
+        raise UserInputError("--precision", precision, f"one {device.name} computes in for training: it has no "
+                             f"native {precision}, and training does not store weights narrower than its "
+                             f"arithmetic ({ex.compute})")
+    if mode == "train" and precision == "fp8":
+        notes.append("fp8 training keeps 16-bit weights and gradients and casts them per GEMM (Transformer Engine)")
+    if mode == "serve" and ex.kv_bytes < 2:
+        notes.append(f"KV cache stored in {ex.compute} ({ex.kv_bytes:g} B/element)")
+    if recompute == "selective":
+        notes.append("selective recomputation (of the attention core) is what FlashAttention does by "
+                     "construction: same memory and time as none")
+    if recompute != "none" and not isinstance(workload, Transformer):
+        raise UserInputError("--recompute", recompute, f"none for the CNN {workload.name!r}: activation "
+                             "recomputation is modelled for transformers")
+    if mode == "serve" and not (isinstance(workload, Transformer) and workload.causal):
+        raise UserInputError("--mode", mode, f"infer or train for {workload.name!r}: serve models the prefill "
+                             "and token-by-token decode of a causal (decoder) language model")
+    eff = calibration.for_class(device.device_class)
+    if not eff.calibrated:
+        notes.append(f"uncalibrated: {device.device_class} efficiency ({eff.basis})")
+    family = "llm" if isinstance(workload, Transformer) and workload.causal else (
+        "cnn" if isinstance(workload, CNN) else "encoder")
+    for method in compression.methods(ex, structured, zeros):
+        cited = [r.describe() for r in accuracy_ranges() if r.method == method and r.family == family]
+        notes += cited or [f"{method} on {family}s: no published accuracy range in the catalog"]
+    wb = roofline.weight_bytes_per_element(ex, structured, zeros)
+    return Setup(workload, device, mode, precision, ex, eff, wb, speedup,
+                 recompute, tuple(notes), scale_up_link(device),
+                 cnn.parameters(workload) if isinstance(workload, CNN) else transformer.parameters(workload))
+
+
+def forward_pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = False, tp=1) -> roofline.Timing:
+    """Roofline timing of one forward pass of the workload (per GPU under tensor parallelism)."""
+    w = s.workload
+    if isinstance(w, CNN):
+        table = cnn.pass_ops(w, batch, s.ex.act_bytes, training_pass)
+    else:
+        table = transformer.pass_ops(w, batch, q_len, kv_len, logit_tokens, s.ex.act_bytes, s.ex.kv_bytes)
+        if np.any(tp > 1):
+            table = transformer.shard(table, tp)
+    return roofline.run(table, s.ex, s.eff, bandwidth=s.device.memory_bandwidth,
+                               weight_bytes=s.weight_bytes, tensor_speedup=s.tensor_speedup)
+
+
+def stack_phases(scalar: bool, *columns):
+    """Stack per-phase values of every design point into one column: a single point gives (phases,),
+    a population of N gives (phases * N,). Columns of a population share the batch's shape."""
+    return np.array(columns, dtype=float) if scalar else np.concatenate(columns)
+
+
+def split_phases(x, parts: int, scalar: bool):
+    """Undo `_phases` on a result: row k holds phase k (a number for one point, a column otherwise)."""
+    rows = x.reshape(parts, -1)
+    return rows[:, 0] if scalar else rows
+
+
+def phase_timing(t: roofline.Timing, k: int, parts: int, scalar: bool) -> roofline.Timing:
+    """Phase `k` of a Timing computed over `_phases` columns (without per-operator detail)."""
+    return roofline.Timing(**{f: split_phases(getattr(t, f), parts, scalar)[k] for f in roofline.Timing.__slots__})
+
+
+def memory_reason(parts: list[tuple[str, float]], capacity: float, where: str) -> str:
+    total = sum(v for _, v in parts)
+    shown = [f"{name} {format_bytes(v)}" for name, v in parts if v > 0]
+    total_text = "" if len(shown) == 1 else f" = {format_bytes(total)}"
+    return f"{' + '.join(shown)}{total_text} > {format_bytes(capacity)} {where}"
+
+
+def relabel(condition, label: str, otherwise):
+    """`label` where `condition` holds, else the previous bottleneck label (scalar or column)."""
+    picked = np.where(condition, label, otherwise)
+    return str(picked) if picked.ndim == 0 else picked
+
+
+def scale_up_link(device: Accelerator) -> tuple[float | None, float]:
+    """One direction of the scale-up link between the device's GPUs (B/s) and the per-step latency
+    of that fabric, from the catalog node built from the device; (None, 0) when no node says how its
+    GPUs connect (PCIe cards with bridges, TPUs, Gaudi), so that parallelism is refused, not guessed."""
+    node = node_for(device)
+    fabric = next((f for f in registry("fabrics") if node and f.name == node.scale_up), None)
+    if fabric is None:
+        return None, 0.0
+    bw = device.get("scale_up_bandwidth") or fabric.get("bandwidth")
+    return bw / 2.0, fabric.get("latency") or 0.0
+
+
+def common(m: dict, checks: list, n: dict, reasons: list, compute: str) -> dict:
+    """The metrics every mode reports (DESIGN.md 4.1): memory feasibility against each check's capacity,
+    with reasons in numbers for a single point, the bottleneck, the arithmetic actually used, and
+    the mode's own metrics."""
+    feasible = True
+    per_gpu = 0.0
+    for parts, capacity, where in checks:
+        total = sum(v for _, v in parts)
+        per_gpu = per_gpu + total
+        ok = total <= capacity
+        feasible = feasible & ok
+        if not np.ndim(ok) and not ok:
+            reasons.append(memory_reason(parts, capacity, where))
+    return {"feasible": feasible, "infeasible_reasons": reasons, "bottleneck": m.pop("bottleneck"),
+            "compute_precision": compute,
+            "memory_per_gpu_bytes": per_gpu, "gpus": n["gpus"], **m}
