@@ -248,9 +248,6 @@ def numbers(given: dict, s: Setup) -> dict:
         require(n["global_batch"] == n["batch"] if "batch" in given else True,
                  "global_batch", n["global_batch"], "equal to --batch (in train mode they name the same thing)")
         n["batch"] = n["global_batch"]
-    for key in ("pp", "cp", "ep", "vp"):
-        require(n[key] == 1, key, n[key], "1 for now: pipeline, context and expert parallelism "
-                 "arrive with the distributed-training model")
     heads = w.heads if isinstance(w, Transformer) else 1
     tp, per_node = n["tp"], n["gpus_per_node"]
     if mode == "serve":
@@ -261,21 +258,7 @@ def numbers(given: dict, s: Setup) -> dict:
         n["gpus"] = tp if n["gpus"] is None else n["gpus"]
         require(n["gpus"] % tp == 0, "gpus", n["gpus"], "a multiple of --tp ({}) in serve mode", tp)
     elif mode == "train":
-        require(tp == 1, "tp", tp, "1 for now: tensor-parallel training arrives with the "
-                 "distributed-training model (use --dp inside a node)")
-        if n["dp"] is None:
-            n["dp"] = 1.0 if n["gpus"] is None else n["gpus"]
-        n["gpus"] = n["dp"] if n["gpus"] is None else n["gpus"]
-        require(n["gpus"] == n["dp"], "gpus", n["gpus"], "equal to --dp ({}) while tp = pp = 1", n["dp"])
-        field = "dp" if "dp" in given else "gpus"
-        require(n["dp"] <= per_node, field, n[field], "at most --gpus-per-node ({}): training spans one node for now",
-                per_node)
-        if n["micro_batch"] is None:
-            require(n["batch"] % n["dp"] == 0, "batch", n["batch"], "a multiple of the data-parallel degree ({}) so "
-                    "every rank gets whole samples", n["dp"])
-            n["micro_batch"] = n["batch"] / n["dp"]
-        require(n["batch"] % (n["dp"] * n["micro_batch"]) == 0, "batch", n["batch"],
-                 "a multiple of --dp x --micro-batch (whole gradient-accumulation steps)")
+        train_layout(n, given, w, s)
     else:
         for key in ("tp", "dp"):
             require(n[key] is None or n[key] == 1, key, n[key],
@@ -295,9 +278,60 @@ def numbers(given: dict, s: Setup) -> dict:
         for key in ("worker_bw", "sample_bytes"):
             require(n[key] is None, key, n[key], "used only with --cpu-workers or --storage-bw (the input pipeline)")
     link_bw, latency = s.link
-    multi = anywhere(n["tp"] > 1) or (n["dp"] is not None and anywhere(n["dp"] > 1))
-    require(link_bw is not None or not multi, "tp" if mode == "serve" else "dp", n["tp"] if mode == "serve"
-            else n["dp"], f"1: no catalog node says how {s.device.name} GPUs connect (link bandwidth and "
-            "latency), so parallelism across them is not modelled")
+    multi = anywhere(n["tp"] > 1) or (n["dp"] is not None and anywhere(n["dp"] > 1)) or anywhere(n["gpus"] > 1)
+    field = "tp" if mode == "serve" else next((k for k in ("dp", "tp", "pp", "cp") if k in given and anywhere(
+        n[k] > 1)), "gpus") if mode == "train" else "dp"
+    require(link_bw is not None or not multi, field, n[field], f"1: no catalog node says how {s.device.name} GPUs "
+            "connect (link bandwidth and latency), so parallelism across them is not modelled")
     n["link_bw"], n["link_latency"] = link_bw or np.inf, latency
     return n
+
+
+def train_layout(n: dict, given: dict, w: Workload, s: Setup) -> None:
+    """Validate a training layout and fill in the derived degrees: gpus = tp x pp x dp x cp (Megatron-LM
+    rank order tp, cp, ep within dp, pp; Narayanan et al. 2021), micro-batches of whole samples, and the
+    node size and scale-out link of the catalog node. Works on numbers or columns."""
+    from dse.modes.setup import scale_out_link  # modes import this module
+
+    tp, pp, cp, ep, vp = (n[k] for k in ("tp", "pp", "cp", "ep", "vp"))
+    transformer = isinstance(w, Transformer)
+    if transformer:
+        kv = f" and {w.kv_heads} KV heads" if w.kv_heads != w.heads else ""
+        require((w.heads % tp == 0) & (w.kv_heads % tp == 0), "tp", tp,
+                f"a divisor of {w.name}'s {w.heads} attention heads{kv} (each rank holds whole heads)")
+        require(pp <= w.layers, "pp", pp, f"at most {w.name}'s {w.layers} layers (each stage holds at least one)")
+        require(pp * vp <= w.layers, "vp", vp, f"at most {w.name}'s {w.layers} layers divided by --pp ({{}}): each "
+                "virtual stage holds a layer", pp)
+        require(n["seq_len"] % cp == 0, "cp", cp, "a divisor of --seq-len ({}): each rank holds an equal share of "
+                "the sequence", n["seq_len"])
+        require((ep == 1) | (w.experts > 1), "ep", ep, f"1: {w.name} is dense (no experts to distribute)")
+        require(w.experts % ep == 0, "ep", ep, f"a divisor of {w.name}'s {w.experts} experts")
+    else:
+        for key in ("tp", "pp", "cp", "ep"):
+            require(n[key] == 1, key, n[key], f"1 for the CNN {w.name!r}: it trains data-parallel")
+    require((vp == 1) | (pp > 1), "vp", vp, "1 without pipeline parallelism (--pp > 1): virtual stages "
+            "interleave a pipeline")
+    model = tp * pp * cp
+    if n["dp"] is None:
+        gpus = model if n["gpus"] is None else n["gpus"]
+        require(gpus % model == 0, "gpus", gpus, "a multiple of --tp x --pp x --cp ({}) so that the data-parallel "
+                "degree is whole", model)
+        n["dp"] = gpus / model
+    n["gpus"] = model * n["dp"] if n["gpus"] is None else n["gpus"]
+    require(n["gpus"] == model * n["dp"], "gpus", n["gpus"], "equal to --tp x --pp x --dp x --cp ({})",
+            model * n["dp"])
+    require((n["dp"] * cp) % ep == 0, "ep", ep, "a divisor of --dp x --cp ({}): expert parallelism splits the "
+            "data-parallel ranks", n["dp"] * cp)
+    if n["micro_batch"] is None:
+        require(n["batch"] % n["dp"] == 0, "batch", n["batch"], "a multiple of the data-parallel degree ({}) so "
+                "every rank gets whole samples", n["dp"])
+        n["micro_batch"] = n["batch"] / n["dp"]
+    require(n["batch"] % (n["dp"] * n["micro_batch"]) == 0, "batch", n["batch"],
+            "a multiple of --dp x --micro-batch ({}): whole gradient-accumulation steps", n["dp"] * n["micro_batch"])
+    out_bw, out_latency, per_node = scale_out_link(s.device)
+    if "gpus_per_node" not in given:
+        n["gpus_per_node"] = float(per_node)
+    require((n["gpus"] <= n["gpus_per_node"]) | (out_bw is not None), "gpus", n["gpus"],
+            f"at most --gpus-per-node ({{}}): no catalog node gives {s.device.name} a scale-out fabric and NICs",
+            n["gpus_per_node"])
+    n["out_bw"], n["out_latency"] = out_bw or np.inf, out_latency

@@ -53,8 +53,10 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
     metrics = common(m, checks, n, [], s.ex.compute)
-    if notes is not None and s.mode == "train" and n["dp"] > 1:
-        notes.append("the gradient all-reduce is not overlapped with the backward pass: an upper bound on the step")
+    if notes is not None and s.mode == "train" and n["gpus"] > 1:
+        notes.append("communication per framework defaults (Megatron-Core): gradient reduction overlaps the last "
+                     "backward, ZeRO-3 gathers are prefetched, tensor/expert-parallel traffic and pipeline sends are "
+                     "exposed; sequence parallelism with tensor parallelism")
     if notes is not None and not metrics["feasible"]:
         notes.append("does not fit in memory: time metrics are computed as if it did")
     context = n["input_len"] + n["output_len"] if s.mode == "serve" else n["seq_len"]

@@ -64,9 +64,11 @@ def test_mfu_and_tokens_per_s_follow_palm_flops():
     assert m["model_tflops_per_gpu"] == pytest.approx(model_flops / m["step_time_s"] / 1e12, rel=1e-9)
     assert m["tokens_per_s"] == pytest.approx(b * s / m["step_time_s"], rel=1e-12)
     assert m["samples_per_s"] == pytest.approx(b / m["step_time_s"], rel=1e-12)
-    # step = forward + 2x backward + optimizer, no communication on one GPU
+    # step = forward + backward + optimizer, no communication on one GPU; the backward is 2x the forward
+    # for GEMMs and element-wise work and 2.5x for FlashAttention: between 2x and 2.5x of the forward
     assert m["communication_time_s"] == 0
-    assert m["step_time_s"] == pytest.approx(3 * m["forward_time_s"] + m["optimizer_time_s"], rel=1e-12)
+    assert m["step_time_s"] == pytest.approx(m["compute_time_s"] + m["optimizer_time_s"], rel=1e-12)
+    assert 3 * m["forward_time_s"] < m["compute_time_s"] < 3.5 * m["forward_time_s"]
     # optimizer: one Adam pass over all 8.03e9 parameters at 28 B each (memory-bound on H100)
     assert m["optimizer_time_s"] == pytest.approx(28 * PARAMS / (3.35e12 * 0.90), rel=1e-9)
     assert 0 < m["mfu"] < 1
@@ -79,8 +81,9 @@ def test_recomputation_costs_time_and_hfu_counts_it():
     full = dse.evaluate(**TRAIN, batch=b, seq_len=s, recompute="full")
     # selective recomputation is what FlashAttention does already: identical to none
     assert sel["step_time_s"] == none["step_time_s"] and sel["memory_per_gpu_bytes"] == none["memory_per_gpu_bytes"]
-    # full recomputation repeats the forward: one extra forward on top of forward + 2x backward
-    assert full["step_time_s"] - full["optimizer_time_s"] == pytest.approx(4 * none["forward_time_s"], rel=1e-9)
+    # full recomputation repeats the layers' forward (not the LM head's): less than one more forward
+    extra = full["compute_time_s"] - none["compute_time_s"]
+    assert 0.8 * none["forward_time_s"] < extra < none["forward_time_s"]
     # full: the recomputed forward is 1/3 of the 3x forward+backward
     assert full["hfu"] == pytest.approx(full["mfu"] * 4 / 3, rel=1e-12)
     assert none["hfu"] == none["mfu"]
@@ -93,13 +96,14 @@ def test_data_parallel_allreduce_and_zero1_memory():
     z0 = dse.evaluate(**base, zero=0)
     z1 = dse.evaluate(**base, zero=1)
     assert z0["gpus"] == 8 and z0["gradient_accumulation_steps"] == 1
-    # ring all-reduce of fp16 gradients over NVLink 4: one direction = 900 GB/s / 2, alpha = 1.37 us
-    # (catalog fabrics.toml nvlink4, the scale-up fabric of dgx-h100)
-    comm = 2 * 7 / 8 * PARAMS * 2 / 450e9 + 2 * 7 * 1.37e-6
-    assert z0["communication_time_s"] > 0
-    assert z0["communication_time_s"] == pytest.approx(comm, rel=1e-9)
+    # ring all-reduce of fp16 gradients over NVLink 4: one direction = 900 GB/s / 2 at the calibrated
+    # collective efficiency 0.70, alpha = 1.37 us (catalog fabrics.toml nvlink4, dgx-h100's scale-up)
+    comm = 2 * 7 / 8 * PARAMS * 2 / (450e9 * 0.70) + 2 * 7 * 1.37e-6  # 0.0892 s
+    # it runs under the last micro-batch's backward (longer), and 0.3 of it (interference) stays exposed
+    assert z0["dp_comm_time_s"] == pytest.approx(0.3 * comm, rel=1e-9)
+    assert z0["communication_time_s"] == z0["dp_comm_time_s"]
     assert z0["step_time_s"] == pytest.approx(
-        3 * z0["forward_time_s"] + z0["optimizer_time_s"] + comm, rel=1e-9)
+        z0["compute_time_s"] + z0["optimizer_time_s"] + 0.3 * comm, rel=1e-9)
     # ZeRO-1 partitions the 12 B/param optimizer states over 8 ranks
     assert z0["memory_per_gpu_bytes"] - z1["memory_per_gpu_bytes"] == pytest.approx(PARAMS * 12 * 7 / 8, rel=1e-12)
     assert z0["optimizer_time_s"] / z1["optimizer_time_s"] == pytest.approx(8, rel=1e-12)

@@ -59,7 +59,7 @@ FIELDS = {
                   "embodied_per_memory_gb", "embodied_packaging"},
     "transformer": {"name", "aliases", "display", "family", "layers", "hidden", "heads", "kv_heads", "vocab", "ffn",
                     "ffn_hidden", "seq_len", "experts", "top_k", "tied_embeddings", "causal", "patch", "image",
-                    "channels", "source", "date", "note"},
+                    "channels", "source", "date", "note", "attention"},
     "cnn": {"name", "aliases", "display", "family", "input", "layers", "source", "date", "note"},
 }
 
@@ -250,6 +250,10 @@ def workload(raw: Mapping, where: str) -> Transformer | CNN:
     if top_k > experts:
         raise CatalogFileError(f"{where}.top_k", top_k, f"at most experts ({experts})")
     extra = {k: _positive_int(raw, k, where) for k in ("patch", "image") if k in raw}
+    if raw.get("attention", "flash") not in ("flash", "unfused"):
+        raise CatalogFileError(f"{where}.attention", raw["attention"], "\"flash\" (fused, the default) or "
+                               "\"unfused\" (score matrix written to memory)")
+    extra["attention"] = raw.get("attention", "flash")
     default_len = 2048
     if "patch" in extra and "image" in extra:  # a ViT sees (image/patch)^2 patches and a class token
         if extra["image"] % extra["patch"]:

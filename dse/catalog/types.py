@@ -93,6 +93,7 @@ class Transformer:
     date: str = ""
     note: str = ""
     aliases: tuple[str, ...] = ()
+    attention: str = "flash"
     family: str = field(default="transformer", init=False)
 
     @property

@@ -20,6 +20,15 @@ ResNet-50 Offline, TensorRT-LLM v0.6.1 peak throughput): 5.1% on 2026-11-25 (ben
 asymptote near 87%, i.e. M/(M + M_1/2) with M_1/2 = 45-77; 50 is used), not fitted to the rows.
 `vector` (element-wise kernels) has no calibration rows here and keeps 0.5.
 Classes without rows use the datacenter-GPU values and every result on them says so in its notes.
+
+Two more numbers serve distributed training only, fitted by `bench/calibrate_training.py --fit` (a
+grid over collective 0.50-0.95 and interference 0.0-0.5) on the 22 rows of Narayanan et al. 2021,
+Tables 1 and 2 (bench/calibration/training_throughput.csv), minimising the worst error:
+  collective    fraction of a link's one-direction bandwidth a collective reaches: 0.70 (nccl-tests
+                bus bandwidths on NVLink and InfiniBand are 0.7-0.9 of line rate),
+  interference  share of communication hidden under compute that still lengthens the step, for the
+                SMs and memory bandwidth the collective kernels take: 0.3.
+They give a median error of 8.1% and a worst of 14.3% on 2026-11-30 (bench/README.md).
 """
 from __future__ import annotations
 
@@ -35,9 +44,11 @@ class Efficiency:
     launch: float
     calibrated: bool
     basis: str
+    collective: float = 1.0
+    interference: float = 0.0
 
 
-_GPU = dict(tensor=0.75, rows_half=50.0, vector=0.5, memory=0.90)
+_GPU = dict(tensor=0.75, rows_half=50.0, vector=0.5, memory=0.90, collective=0.70, interference=0.3)
 BY_CLASS: dict[str, Efficiency] = {
     "datacenter-gpu": Efficiency(**_GPU, launch=6e-6, calibrated=True,
                                  basis="fitted by bench/calibrate.py --fit on 2026-11-25"),

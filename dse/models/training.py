@@ -37,3 +37,26 @@ def model_state_bytes(params, weight_bytes: float, grad_bytes: float, dp, zero):
     weights = params * weight_bytes / np.where(zero >= 3, dp, 1.0)
     grads = params * grad_bytes / np.where(zero >= 2, dp, 1.0)
     return weights + grads + params * states / np.where(zero >= 1, dp, 1.0)
+
+
+def bubble_ratio(pp, micro_batches, vp):
+    """Pipeline bubble over the ideal compute time: (p - 1) / (v m) for 1F1B with v virtual stages per
+    GPU (v = 1: PipeDream-Flush 1F1B; Narayanan et al. 2021, sections 2.2.1 and 2.2.2)."""
+    return (pp - 1) / (vp * micro_batches)
+
+
+def in_flight_factor(pp, micro_batches, vp):
+    """Micro-batches' activations the first pipeline stage holds, in units of one micro-batch of its
+    layers: min(p, m) under 1F1B, times 1 + (p - 1)/(p v) when interleaved (Korthikanti et al. 2022,
+    section 4.2.3); 1 without pipelining."""
+    interleave = np.where(vp > 1, 1.0 + (pp - 1) / (pp * vp), 1.0)
+    return np.minimum(pp, micro_batches) * interleave
+
+
+def layer_activation_bytes(per_token_replicated, per_token_sharded, tokens, tp, act_bytes: float, sp: bool = True):
+    """Activations one layer keeps for its backward, per GPU, for `tokens` tokens of one micro-batch
+    (Korthikanti et al. 2022, section 4.1: sbh(34/t) with sequence parallelism, sbh(10 + 24/t)
+    without). Tensor parallelism splits what is sharded by heads or columns; sequence parallelism also
+    splits what would be replicated (norm and linear inputs)."""
+    replicated = per_token_replicated / np.where(sp, tp, 1.0)
+    return tokens * (replicated + per_token_sharded / tp) * act_bytes

@@ -44,6 +44,11 @@ def layer_weights(w: Transformer) -> float:
     return float(_attention_weights(w) + mlp + _router_weights(w) + 2 * w.hidden)
 
 
+def expert_weights(w: Transformer) -> float:
+    """Weight elements of one layer's routed experts (0 for a dense model)."""
+    return float(_mlp_mats(w) * w.hidden * w.ffn_hidden * w.experts) if w.experts > 1 else 0.0
+
+
 def parameters(w: Transformer) -> float:
     """Total parameters: layers, token embedding and LM head (unless tied); a ViT has a patch
     embedding and a classifier head instead of a token embedding."""
@@ -104,6 +109,11 @@ TOKENS, QUERY_ROWS, LOGIT_ROWS, EXPERT_ROWS, NO_GEMM = range(5)
 # approximation ~4 plus the SwiGLU product or bias); RMS/LayerNorm 4 per element (square, sum, scale,
 # weight) and two norms per layer; residual add 1 per element, two per layer.
 SOFTMAX_FLOP, ACTIVATION_FLOP, NORM_FLOP = 5, 5, 4
+# Unfused attention (`attention = "unfused"`: Megatron-LM before FlashAttention; Shoeybi et al. 2019)
+# writes the score matrix to memory: the QK^T GEMM writes it, the fused scale-mask-softmax reads it
+# and writes the probabilities, dropout reads them and writes its output and a 1-byte mask (half an
+# element), the PV GEMM reads it: 6.5 elements moved per score and head, in four kernels.
+UNFUSED_SCORE_BYTES = 6.5
 
 
 @lru_cache(maxsize=256)
@@ -118,14 +128,18 @@ def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
     up/gate outputs and writes one f; each norm and residual add reads and writes h (three for an add)."""
     h, f, d, L = w.hidden, w.ffn_hidden, w.head_dim, w.layers
     kvd = w.kv_heads * d
+    # unfused attention computes the whole square and masks it: twice the causal pairs
+    fused = w.attention == "flash"
+    square = 1 if fused or not w.causal else 2
     mats = _mlp_mats(w)
     k, ab = w.top_k, act_bytes
     mlp_rows = EXPERT_ROWS if w.experts > 1 else TOKENS
     rows = [  # name, repeat, kernels, GEMM rows, weights, tensor FLOP, vector FLOP, activation bytes
         ("qkv_proj", L, 1, TOKENS, h * (h + 2 * kvd), (2 * h * (h + 2 * kvd), 0, 0, 0), (0, 0, 0, 0),
          ((2 * h + 2 * kvd) * ab, 0, 0, 0)),
-        ("attention", L, 1, QUERY_ROWS, 0, (0, 4 * w.heads * d, 0, 0), (0, SOFTMAX_FLOP * w.heads, 0, 0),
-         (2 * h * ab, 0, 0, 2 * kvd * kv_bytes)),
+        ("attention", L, 1 if fused else 4, QUERY_ROWS, 0, (0, 4 * w.heads * d * square, 0, 0),
+         (0, SOFTMAX_FLOP * w.heads * square, 0, 0),
+         (2 * h * ab, UNFUSED_SCORE_BYTES * ab * w.heads * square * (not fused), 0, 2 * kvd * kv_bytes)),
         ("out_proj", L, 1, TOKENS, h * h, (2 * h * h, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)),
         ("mlp", L, mats, mlp_rows, mats * h * f, (2 * k * mats * h * f, 0, 0, 0), (0, 0, 0, 0),
          ((2 * h + mats * f) * k * ab, 0, 0, 0)),
@@ -201,11 +215,19 @@ def training_activation_bytes(w: Transformer, batch, seq_len, recompute: str, ac
     Korthikanti's 34*s*b*h less the two dropout masks. `selective` recomputation is what
     FlashAttention already does, so it keeps the same; `full` keeps only each layer's input (h).
     fp32 logits (s*b*V*4 bytes) are added."""
-    kvd = w.kv_heads * w.head_dim
-    per_token = {"none": 3 * w.hidden + 2 * kvd + w.hidden + _mlp_mats(w) * w.ffn_hidden * w.top_k + 2 * w.hidden,
-                 "full": w.hidden}
-    elements = per_token["full" if recompute == "full" else "none"]
+    elements = sum(layer_activation_elements(w, recompute))
     return w.layers * seq_len * batch * elements * act_bytes + seq_len * batch * w.vocab * 4.0
+
+
+def layer_activation_elements(w: Transformer, recompute: str) -> tuple[float, float]:
+    """Elements one layer keeps per token for its backward (see `training_activation_bytes`), split
+    into what tensor parallelism leaves whole on every rank (the QKV and MLP inputs and the two norm
+    inputs, 4h; Korthikanti et al. 2022's "10" less the dropout masks) and what it splits by heads or
+    columns (Q, O, K, V and the MLP intermediates). Full recomputation keeps the layer input only."""
+    if recompute == "full":
+        return float(w.hidden), 0.0
+    kvd = w.kv_heads * w.head_dim
+    return 4.0 * w.hidden, 2.0 * w.hidden + 2.0 * kvd + _mlp_mats(w) * w.ffn_hidden * w.top_k
 
 
 # Operators split across tensor-parallel ranks (Shoeybi et al. 2019, Megatron-LM, section 3): attention
@@ -214,9 +236,10 @@ def training_activation_bytes(w: Transformer, batch, seq_len, recompute: str, ac
 TP_SHARDED = ("qkv_proj", "attention", "out_proj", "mlp", "activation", "logits")
 
 
-def shard(table: OpTable, tp) -> OpTable:
-    """Per-rank operators under tensor parallelism of degree `tp` (a number or a numpy column)."""
-    split = np.array([name in TP_SHARDED for name in table.names])
+def shard(table: OpTable, tp, names: tuple[str, ...] = TP_SHARDED) -> OpTable:
+    """Per-rank operators under tensor parallelism of degree `tp` (a number or a numpy column); `names`
+    are the operators split across ranks."""
+    split = np.array([name in names for name in table.names])
     shape = (len(split),) + (1,) * (np.ndim(table.flops_tensor) - 1)
     div = np.where(split.reshape(shape), 1.0 / np.asarray(tp, dtype=float), 1.0)
     return OpTable(names=table.names, repeat=table.repeat, weights=table.weights * div,

@@ -162,3 +162,14 @@ def common(m: dict, checks: list, n: dict, reasons: list, compute: str) -> dict:
     return {"feasible": feasible, "infeasible_reasons": reasons, "bottleneck": m.pop("bottleneck"),
             "compute_precision": compute,
             "memory_per_gpu_bytes": per_gpu, "gpus": n["gpus"], **m}
+
+
+def scale_out_link(device: Accelerator) -> tuple[float | None, float, int]:
+    """Each GPU's share of its node's scale-out NICs (one direction, B/s: nics x port rate / GPUs per
+    node), the fabric's latency (0 where unpublished) and the node's GPU count, from the catalog node
+    built from the device; (None, 0, 8) when no node names a scale-out fabric and its NICs."""
+    node = node_for(device)
+    fabric = next((f for f in registry("fabrics") if node and f.name == node.scale_out), None)
+    if fabric is None or not node.nics or fabric.get("bandwidth") is None:
+        return None, 0.0, node.accelerators if node else 8
+    return node.nics * fabric.get("bandwidth") / node.accelerators, fabric.get("latency") or 0.0, node.accelerators

@@ -1,59 +1,233 @@
-"""Train mode: one optimizer step, its memory, and MFU/HFU."""
+"""Train mode: one optimizer step of a model laid out over tp x pp x dp x cp GPUs (expert parallelism
+inside dp x cp), its time breakdown, its memory per GPU, and MFU/HFU.
+
+The step (Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters",
+sections 2-3; Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
+Models"), on the slowest pipeline stage (ceil(L/pp) layers plus the LM head):
+
+    t_mb   = forward + backward (+ recomputed forward) of one micro-batch on the stage
+             + exposed tensor-, context- and expert-parallel communication of that micro-batch
+    step   = (m + (pp - 1)/vp) t_mb           m micro-batches, 1F1B or interleaved bubble
+             + pipeline point-to-point + exposed data-parallel gradient traffic + optimizer step
+
+Backward per operator: GEMMs 2x their forward (input and weight gradients), FlashAttention-2's backward
+2.5x its forward (5 matmuls against 2 with the recomputed scores; Dao 2023, section 3.1.2), element-wise
+work 2x (read the output gradient and the saved input, write the input gradient). fp8 training runs the
+layer GEMMs in fp8 and keeps attention, element-wise work, the LM head and activations in 16 bits, as
+NVIDIA Transformer Engine does (TE documentation, "Using FP8 with Transformer Engine").
+
+Overlap, per framework default (Megatron-Core with PyTorch DDP-style bucketing): tensor-parallel
+all-gathers and reduce-scatters (sequence parallelism) and expert all-to-alls sit on the critical path
+(Megatron's --tp-comm-overlap is off by default); context-parallel K/V exchange overlaps the attention
+it feeds (ring attention); data-parallel gradient reduction overlaps the backward of the last
+micro-batch (Li et al. 2020, "PyTorch Distributed", VLDB, section 3.2.3); ZeRO-3/FSDP parameter
+gathers are prefetched under the whole step's compute (Zhao et al. 2023, "PyTorch FSDP", section 3.3);
+pipeline sends and receives are blocking.
+"""
 from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
 
 import numpy as np
 
-from dse.catalog import CNN, Transformer
-from dse.models import cnn, communication, roofline, training, transformer
-from dse.modes.setup import Setup, forward_pass, relabel
+from dse.catalog import CNN, Accelerator, Transformer
+from dse.models import cnn, roofline, training, transformer
+from dse.models import communication as comm
+from dse.models.precision import Execution, resolve
+from dse.modes.setup import Setup, relabel
+
+GEMMS = ("qkv_proj", "out_proj", "mlp", "router")
+ELEMENTWISE = ("activation", "norms", "residual")
+ATTENTION_BACKWARD = 2.5  # FlashAttention-2 backward over forward (Dao 2023)
+# with sequence parallelism the norms and residual adds are split along the sequence too
+SP_SHARDED = (*transformer.TP_SHARDED, "norms", "residual", "final_norm")
+
+
+@lru_cache(maxsize=64)
+def _sixteen_bit(device: Accelerator) -> Execution:
+    """The 16-bit arithmetic fp8 training keeps outside the layer GEMMs."""
+    return resolve(device, "bf16", None)
+
+
+def _time(table: roofline.OpTable, names, s: Setup, ex: Execution, invert: bool = False) -> roofline.Timing:
+    """Roofline of the operators named (or, with `invert`, of all others) in a pass."""
+    pick = np.array([(name in names) != invert for name in table.names])
+    return roofline.run(replace(table, repeat=table.repeat * pick), ex, s.eff, bandwidth=s.device.memory_bandwidth,
+                        weight_bytes=max(s.weight_bytes, 2.0), tensor_speedup=1.0)
+
+
+def _exposed(traffic, window, interference: float):
+    """Communication left on the critical path when it runs under `window` seconds of compute: what
+    does not fit, plus the share `interference` of what does, for the SMs and memory bandwidth the
+    collective kernels take from the compute they overlap (calibrated; Rashidi et al. 2021 and
+    Jangda et al. 2022 measure this slowdown)."""
+    hidden = np.minimum(traffic, window)
+    return traffic - hidden + interference * hidden
+
+
+def _group_size_per_node(stride, size, per_node):
+    """How many members of a process group share a node, for a group of `size` ranks `stride` apart."""
+    return np.clip(per_node / stride, 1.0, size)
 
 
 def train(s: Setup, n: dict) -> tuple[dict, list]:
-    """A training step with data parallelism inside one node; tensor/pipeline parallel training is
-    refused until the distributed-training model exists."""
+    w = s.workload
+    if isinstance(w, CNN):
+        return _train_cnn(s, n)
+    gb, dp, mb, seq = n["batch"], n["dp"], n["micro_batch"], n["seq_len"]
+    tp, pp, cp, ep, vp, zero = (n[k] for k in ("tp", "pp", "cp", "ep", "vp", "zero"))
+    per_node = n["gpus_per_node"]
+    m = gb / (dp * mb)  # micro-batches per step (gradient accumulation)
+    fp8 = s.ex.compute == "fp8"
+    ex16 = _sixteen_bit(s.device) if fp8 else s.ex
+    act = ex16.act_bytes  # activations, saved tensors and messages in 16 bits under fp8
+    eta = s.eff.collective
+    up_bw, up_lat = n["link_bw"] * eta, n["link_latency"]
+    out_bw, out_lat = n["out_bw"] * eta, n["out_latency"]
+    links = (up_bw, up_lat, out_bw, out_lat)
+
+    # one micro-batch's forward on one GPU: its share of the sequence (cp) and of heads, columns and
+    # sequence (tp, with sequence parallelism)
+    rows = mb / cp + 0.0 * (tp + pp + dp + vp)
+    table = transformer.pass_ops(w, rows, seq, seq, seq, act, s.ex.kv_bytes)
+    table = transformer.shard(table, tp, SP_SHARDED)
+    gemm = _time(table, GEMMS, s, s.ex)
+    attn = _time(table, ("attention",), s, ex16)
+    elem = _time(table, ELEMENTWISE, s, ex16)
+    head = _time(table, (*GEMMS, "attention", *ELEMENTWISE), s, ex16, invert=True)
+    L = w.layers
+    layers = np.ceil(L / pp)  # the slowest stage's layers (it also holds the LM head)
+    fwd_layer = (gemm.total + attn.total + elem.total) / L
+    bwd_layer = (2.0 * (gemm.total + elem.total) + ATTENTION_BACKWARD * attn.total) / L
+    recompute = fwd_layer if s.recompute == "full" else 0.0
+    passes = 2.0 + (1.0 if s.recompute == "full" else 0.0)  # forward, backward, recomputed forward
+    fwd_mb = layers * fwd_layer + head.total
+    compute_mb = layers * (fwd_layer + bwd_layer + recompute) + 3.0 * head.total
+
+    # tensor parallelism with sequence parallelism: an all-gather and a reduce-scatter of the layer's
+    # [tokens x h] activations around attention and around the MLP, in each pass (Korthikanti 2022, 4.2.2)
+    tokens = rows * seq
+    k_tp = _group_size_per_node(1.0, tp, per_node)
+    ag_tp = comm.hierarchical_allgather(tokens * w.hidden * act, tp, k_tp, *links)
+    tp_mb = layers * passes * 4.0 * ag_tp
+    # context parallelism: K and V gathered in the forward, gathered again and their gradients
+    # reduce-scattered in the backward, under the attention they feed
+    k_cp = _group_size_per_node(tp, cp, per_node)
+    kv = comm.hierarchical_allgather(mb * seq * 2.0 * w.kv_heads * w.head_dim * act / tp, cp, k_cp, *links)
+    attn_layer = attn.total / L
+    cp_layer = (_exposed(kv, attn_layer, s.eff.interference) * (passes - 1.0)
+                + _exposed(2.0 * kv, ATTENTION_BACKWARD * attn_layer, s.eff.interference))
+    cp_mb = layers * cp_layer
+    # expert parallelism: dispatch and combine all-to-alls of the routed tokens in each pass
+    k_ep = _group_size_per_node(tp * cp, ep, per_node)
+    a2a = comm.hierarchical_alltoall(tokens / tp * w.top_k * w.hidden * act, ep, k_ep, *links)
+    ep_mb = layers * passes * 2.0 * a2a * (w.experts > 1)
+    t_mb = compute_mb + tp_mb + cp_mb + ep_mb
+    bubble = (pp - 1) / vp * t_mb
+    # pipeline sends: one activation (scattered over tp) per virtual stage boundary and micro-batch,
+    # forward and backward, plus the fill and drain
+    p2p_bw = np.where(tp * cp * dp >= per_node, out_bw, up_bw)
+    p2p_lat = np.where(tp * cp * dp >= per_node, out_lat, up_lat)
+    p2p = np.where(pp > 1, 2.0 * (vp * m + pp - 1), 0.0) * comm.p2p_time(tokens * w.hidden * act / tp, p2p_bw,
+                                                                          p2p_lat)
+
+    # parameters on the heaviest stage: its layers (experts split over ep) and the embedding or head
+    stage_params = _stage_parameters(w, s.params, layers, tp, pp, ep)
+    grad_bytes = state_bytes = 2.0  # 16-bit weights and gradients, fp8 included (Transformer Engine)
+    group = dp * cp  # the ranks that hold the same weights and reduce their gradients
+    k_dp = _group_size_per_node(tp, group, per_node)
+    grads = stage_params * grad_bytes
+    # ZeRO-3/FSDP: each micro-batch gathers the weights for the forward and again for the backward and
+    # reduce-scatters the gradients (Rajbhandari et al. 2020, section 7.2.3: 1.5x an all-reduce), over
+    # the flat data-parallel group: a ring that leaves the node runs at each GPU's NIC share
+    flat_bw = np.where(group > k_dp, out_bw, up_bw)
+    flat_lat = np.where(group > k_dp, out_lat, up_lat)
+    dp_traffic = np.where(zero >= 3, m * 3.0 * comm.allgather_time(grads, group, flat_bw, flat_lat),
+                          comm.hierarchical_allreduce(grads, group, k_dp, *links))
+    window = np.where(zero >= 3, m * compute_mb, layers * bwd_layer)
+    dp_exposed = _exposed(dp_traffic, window, s.eff.interference)
+    opt = training.optimizer_time(stage_params / np.where(zero >= 1, group, 1.0), s.device.memory_bandwidth,
+                                  s.ex.vector_rate, s.eff.memory, s.eff.vector)
+    pipeline = m * t_mb + bubble
+    step = pipeline + p2p + dp_exposed + opt
+
+    samples_per_s = gb / step
+    model_flops = transformer.model_flops(w, gb * seq, seq, training=True)
+    # HFU counts the recomputed forward too (Korthikanti et al. 2022, section 6)
+    hw_flops = model_flops * (4.0 / 3.0) if s.recompute == "full" else model_flops
+    peak = s.ex.tensor_rate * n["gpus"]
+    exposed = m * (tp_mb + cp_mb + ep_mb) + p2p + dp_exposed
+    launches = (gemm.overhead + attn.overhead + elem.overhead) / L * layers * (1.0 + passes) + head.overhead * 3.0
+    out = {"step_time_s": step, "samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * seq,
+           "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),
+           "model_tflops_per_gpu": model_flops / step / n["gpus"] / 1e12,
+           "bubble_fraction": bubble / step, "bubble_time_s": bubble,
+           "compute_time_s": m * compute_mb, "forward_time_s": m * fwd_mb,
+           "tp_comm_time_s": m * tp_mb, "cp_comm_time_s": m * cp_mb, "ep_comm_time_s": m * ep_mb,
+           "pp_comm_time_s": p2p, "dp_comm_time_s": dp_exposed, "communication_time_s": exposed,
+           "optimizer_time_s": opt, "gradient_accumulation_steps": m,
+           "checkpoint_bytes": training.model_state_bytes(s.params, state_bytes, 0.0, 1.0, 0) + 0.0 * step,
+           "activity": 1.0 - (m * launches + bubble + exposed) / step}
+    if n["tokens"] is not None:
+        out["time_to_train_s"] = n["tokens"] / out["tokens_per_s"]
+    label = roofline.bottleneck(gemm)
+    out["bottleneck"] = relabel(exposed > m * compute_mb, "communication", label)
+
+    # memory per GPU
+    rep, shd = transformer.layer_activation_elements(w, s.recompute)
+    per_layer = training.layer_activation_bytes(rep, shd, tokens, tp, act)
+    logits = tokens * w.vocab * 4.0 / tp  # fp32 vocabulary-parallel logits of one micro-batch
+    first = per_layer * layers * training.in_flight_factor(pp, m, vp)
+    acts = np.where(pp > 1, np.maximum(first, per_layer * layers + logits), first + logits)
+    state = training.model_state_bytes(stage_params, state_bytes, grad_bytes, group, zero)
+    # gathered sequence-parallel input of one GEMM; ZeRO-3 keeps a layer's gathered weights and the next
+    buffers = np.where(tp > 1, tokens * w.hidden * act, 0.0) + np.where(
+        zero >= 3, 2.0 * _stage_parameters(w, s.params, 1.0, tp, pp, ep) * state_bytes, 0.0)
+    parts = [("weights+gradients+optimizer", state), ("activations", acts), ("communication buffers", buffers)]
+    return out, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
+
+
+def _stage_parameters(w: Transformer, params: float, layers, tp, pp, ep):
+    """Parameters one GPU of the heaviest stage holds: its layers' dense weights over tp and expert
+    weights over tp x ep, and the embedding (first stage) or LM head (last stage) over tp; with one
+    stage, both."""
+    experts = transformer.expert_weights(w)
+    dense = transformer.layer_weights(w) - experts
+    rest = params - w.layers * transformer.layer_weights(w)  # embedding, head, final norm
+    ends = np.where((pp > 1) & (not w.tied_embeddings), rest / 2.0, rest)
+    return layers * (dense / tp + experts / (tp * ep)) + ends / tp
+
+
+def _train_cnn(s: Setup, n: dict) -> tuple[dict, list]:
+    """A CNN trains data-parallel: forward, a 2x backward, a ring all-reduce of the gradients under the
+    last backward, the optimizer step."""
     w = s.workload
     gb, dp, mb = n["batch"], n["dp"], n["micro_batch"]
-    seq = n["seq_len"]
-    accum = gb / (dp * mb)
-    fwd = forward_pass(s, mb, seq, seq, seq, training_pass=True)
-    extra = fwd.total if s.recompute == "full" else 0.0  # full recomputation repeats the forward
-    params = s.params
-    shard = params / np.where(n["zero"] >= 1, dp, 1.0)
+    m = gb / (dp * mb)
+    fwd = roofline.run(cnn.pass_ops(w, mb, s.ex.act_bytes, True), s.ex, s.eff, bandwidth=s.device.memory_bandwidth,
+                       weight_bytes=s.weight_bytes, tensor_speedup=s.tensor_speedup)
+    compute_mb = 3.0 * fwd.total
+    grads = s.params * 2.0
+    k = _group_size_per_node(1.0, dp, n["gpus_per_node"])
+    eta = s.eff.collective
+    traffic = comm.hierarchical_allreduce(grads, dp, k, n["link_bw"] * eta, n["link_latency"], n["out_bw"] * eta,
+                                          n["out_latency"])
+    exposed = _exposed(traffic, 2.0 * fwd.total, s.eff.interference)
+    shard = s.params / np.where(n["zero"] >= 1, dp, 1.0)
     opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
-    # fp8 training keeps 16-bit weights and gradients and casts per GEMM (NVIDIA Transformer Engine)
-    grad_bytes = state_bytes = max(s.ex.act_bytes, 2.0)
-    # ZeRO-1/2 reduce-scatter gradients and all-gather weights: the all-reduce volume; ZeRO-3 also
-    # gathers the weights again for the backward: 1.5x (Rajbhandari et al. 2020, section 7.2)
-    comm = communication.ring_allreduce_time(params * grad_bytes, dp, n["link_bw"], n["link_latency"]) * (
-        np.where(n["zero"] == 3, 1.5, 1.0))
-    passes = 1.0 + training.BACKWARD_FACTOR + (1.0 if s.recompute == "full" else 0.0)
-    micro_time = fwd.total * (1.0 + training.BACKWARD_FACTOR) + extra
-    step = micro_time * accum + opt + comm
-    samples_per_s = gb / step
-    if isinstance(w, Transformer):
-        model_flops = transformer.model_flops(w, gb * seq, seq, training=True)
-    else:
-        model_flops = 3.0 * cnn.forward_flops(w) * gb
-    # HFU counts recomputed work too (Korthikanti et al. 2022, section 6)
-    hw_flops = model_flops * (1.0 + 1.0 / (1.0 + training.BACKWARD_FACTOR)) if s.recompute == "full" else model_flops
+    step = m * compute_mb + exposed + opt
+    model_flops = 3.0 * cnn.forward_flops(w) * gb
     peak = s.ex.tensor_rate * n["gpus"]
-    m = {"step_time_s": step, "samples_per_s": samples_per_s,
-         "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),
-         "model_tflops_per_gpu": model_flops / step / n["gpus"] / 1e12, "bubble_fraction": 0.0 * step,
-         "forward_time_s": fwd.total * accum, "optimizer_time_s": opt, "communication_time_s": comm,
-         "gradient_accumulation_steps": accum,
-         "checkpoint_bytes": training.model_state_bytes(params, state_bytes, 0.0, 1.0, 0) + 0.0 * step,
-         "activity": 1.0 - (fwd.overhead * passes * accum + comm) / step}  # launch gaps and exposed all-reduce idle
-    if isinstance(w, Transformer):
-        m["tokens_per_s"] = samples_per_s * seq
-        if n["tokens"] is not None:
-            m["time_to_train_s"] = n["tokens"] / m["tokens_per_s"]
-    label = roofline.bottleneck(fwd)
-    m["bottleneck"] = relabel(comm > micro_time * accum, "communication", label)
-    if isinstance(w, CNN):
-        act = cnn.training_activation_elements(w) * mb * s.ex.act_bytes
-    else:
-        act = transformer.training_activation_bytes(w, mb, seq, s.recompute, s.ex.act_bytes)
-    state = training.model_state_bytes(params, state_bytes, grad_bytes, dp, n["zero"])
+    out = {"step_time_s": step, "samples_per_s": gb / step, "mfu": model_flops / (step * peak),
+           "hfu": model_flops / (step * peak), "model_tflops_per_gpu": model_flops / step / n["gpus"] / 1e12,
+           "bubble_fraction": 0.0 * step, "compute_time_s": m * compute_mb, "forward_time_s": m * fwd.total,
+           "dp_comm_time_s": exposed, "communication_time_s": exposed, "optimizer_time_s": opt,
+           "gradient_accumulation_steps": m,
+           "checkpoint_bytes": training.model_state_bytes(s.params, 2.0, 0.0, 1.0, 0) + 0.0 * step,
+           "activity": 1.0 - (fwd.overhead * 3.0 * m + exposed) / step,
+           "bottleneck": relabel(exposed > m * compute_mb, "communication", roofline.bottleneck(fwd))}
+    act = cnn.training_activation_elements(w) * mb * s.ex.act_bytes
+    state = training.model_state_bytes(s.params, 2.0, 2.0, dp, n["zero"])
     parts = [("weights+gradients+optimizer", state), ("activations", act)]
-    return m, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
+    return out, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
