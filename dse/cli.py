@@ -7,7 +7,7 @@ import re
 import signal
 import sys
 
-from dse import __version__, cli_study, report
+from dse import __version__, cli_study, plan, report
 from dse import config as cfg
 from dse.catalog import KINDS, registry
 from dse.errors import DSEError, UnknownNameError
@@ -102,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("name", nargs="?", help="one entry by name or alias, e.g. h100")
     c.add_argument("--json", action="store_true", help="print a JSON list of objects, each with `name`")
     cli_study.add_parsers(sub)
+    plan.add_parser(sub)
     args, extra = parser.parse_known_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     try:
         if extra:
             known = [o for a in sub.choices[args.command]._actions for o in a.option_strings]
             raise UnknownNameError("option", extra[0].split("=")[0], known, where=f"dse {args.command} --help")
         commands = {"eval": _run_eval, "catalog": _run_catalog, "run": cli_study.run_run,
-                    "front": cli_study.run_front, "sweep": cli_study.run_sweep}
+                    "front": cli_study.run_front, "sweep": cli_study.run_sweep, "plan": plan.run_cli}
         return commands[args.command](args)
     except DSEError as exc:
         print(f"dse {args.command}: error: {exc}", file=sys.stderr)

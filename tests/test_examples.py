@@ -137,3 +137,19 @@ def test_fleet_capstone():
     for d in a["designs"]:
         assert d["itl_s"] <= 0.050
         assert d["gpus"] == sum(p["fleet_gpus"] for p in d["parts"])
+
+
+def test_parallelism_search():
+    a = load("parallelism_search").answer()
+    best, seed = a["best"], a["seed_layout"]
+    assert (best.tp, best.pp, best.dp) == (4, 4, 4)  # TP inside the node, PP to fit, DP across nodes
+    assert best.tp * best.pp * best.dp == 64 and best.feasible
+    assert best.memory_per_gpu_bytes <= 80 * 2**30
+    # the seed's TP=8 PP=2 DP=4 fits but pays more exposed TP traffic: per layer the same [s x h]
+    # all-gathers, (t-1)/t of them per GPU, over half the GEMM work per GPU
+    assert seed.feasible and seed.mfu < best.mfu
+    assert seed.tp_comm_time_s / best.tp_comm_time_s == pytest.approx((7 / 8) / (3 / 4) * 2, rel=0.05)
+    # with TP 1 or 2 and no context parallelism the 8k-token activations fit only when fully recomputed
+    ranked = a["ranked"]
+    assert set(ranked[(ranked["tp"] <= 2) & ranked["feasible"]]["recompute"]) == {"full"}
+    assert a["best_with_cp"].cp > 1 and a["best_with_cp"].mfu >= best.mfu

@@ -183,7 +183,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     state = training.model_state_bytes(stage_params, state_bytes, grad_bytes, group, zero)
     # gathered sequence-parallel input of one GEMM; ZeRO-3 keeps a layer's gathered weights and the next
     buffers = np.where(tp > 1, tokens * w.hidden * act, 0.0) + np.where(
-        zero >= 3, 2.0 * _stage_parameters(w, s.params, 1.0, tp, pp, ep) * state_bytes, 0.0)
+        zero >= 3, 2.0 * _layer_parameters(w, tp, ep) * state_bytes, 0.0)
     parts = [("weights+gradients+optimizer", state), ("activations", acts), ("communication buffers", buffers)]
     return out, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
 
@@ -192,11 +192,15 @@ def _stage_parameters(w: Transformer, params: float, layers, tp, pp, ep):
     """Parameters one GPU of the heaviest stage holds: its layers' dense weights over tp and expert
     weights over tp x ep, and the embedding (first stage) or LM head (last stage) over tp; with one
     stage, both."""
-    experts = transformer.expert_weights(w)
-    dense = transformer.layer_weights(w) - experts
     rest = params - w.layers * transformer.layer_weights(w)  # embedding, head, final norm
     ends = np.where((pp > 1) & (not w.tied_embeddings), rest / 2.0, rest)
-    return layers * (dense / tp + experts / (tp * ep)) + ends / tp
+    return layers * _layer_parameters(w, tp, ep) + ends / tp
+
+
+def _layer_parameters(w: Transformer, tp, ep):
+    """One layer's parameters on one GPU: dense weights over tp, routed experts over tp x ep."""
+    experts = transformer.expert_weights(w)
+    return (transformer.layer_weights(w) - experts) / tp + experts / (tp * ep)
 
 
 def _train_cnn(s: Setup, n: dict) -> tuple[dict, list]:
