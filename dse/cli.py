@@ -15,7 +15,12 @@ from dse.evaluation import evaluate_point
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump), like every other dse error."""
+    """argparse with one-line errors (no usage dump), like every other dse error, and no option
+    abbreviations (``--bat 2`` is refused, not read as ``--batch 2``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -38,7 +43,8 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
 
 def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate one design point",
-                       description="Evaluate one design point with the analytical models (DESIGN.md 4.1).")
+                       description="Evaluate one design point with the analytical models. Every option "
+                       "also takes the form --option=VALUE.")
     src = p.add_argument_group("workload and hardware")
     src.add_argument("--workload", help="catalog workload name (see `dse catalog workloads`)")
     src.add_argument("--workload-file", help="a workload TOML file")
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = _Parser(prog="dse", description="Design-space exploration for ML systems.")
     parser.add_argument("--version", action="version", version=f"dse {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _eval_parser(sub)
     c = sub.add_parser("catalog", help="list accelerators, nodes, fabrics, workloads or regions with sources")
     c.add_argument("kind", nargs="?", choices=KINDS)
@@ -104,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     cli_study.add_parsers(sub)
     plan.add_parser(sub)
     args, extra = parser.parse_known_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
+    if args.command is None:  # bare `dse`: what it can do
+        parser.print_help()
+        return 2
     try:
         if extra:
             known = [o for a in sub.choices[args.command]._actions for o in a.option_strings]

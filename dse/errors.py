@@ -4,6 +4,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+SHOWN_CHARS = 80  # a value echoed back in a message is cut to this many characters
+
+
+def shorten(value: object) -> str:
+    """The repr of a value as a message echoes it, cut short when long (a 100,000-character name)."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS - 20]}... ({len(str(value)):,} characters)"
+
 
 class DSEError(Exception):
     """Base of every error dse raises on purpose."""
@@ -23,7 +33,7 @@ class UserInputError(DSEError, ValueError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        text = f"{self.field} = {self.value!r} is not allowed: {self.allowed}"
+        text = f"{self.field} = {shorten(self.value)} is not allowed: {self.allowed}"
         return f"{text}. {self.hint}" if self.hint else text
 
     def __reduce__(self):

@@ -4,7 +4,10 @@ through the same validation (`dse.config`) and the same per-mode models (`dse.mo
 and a single question give the same numbers."""
 from __future__ import annotations
 
+import copy
 import math
+import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,7 +18,8 @@ import pandas as pd
 from dse import config as cfg
 from dse import economics
 from dse.catalog import Transformer
-from dse.errors import UserInputError
+from dse.catalog.loader import read_file
+from dse.errors import CatalogFileError, UserInputError
 from dse.modes import MODELS, Setup, common, service_levels, setup, with_data_pipeline
 
 
@@ -43,7 +47,8 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     mode, precision, weight_precision, recompute = (
         cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS.get(k)
         for k in ("mode", "precision", "weight_precision", "recompute"))
-    s = _setup_cached(w, dev, mode, precision, weight_precision, given.get("sparsity"), recompute)
+    s = _setup(w, dev, dict(mode=mode, precision=precision, weight_precision=weight_precision, recompute=recompute),
+               given.get("sparsity"), "precision" in given)
     purchase = cfg.check_choice("purchase", given["purchase"]) if "purchase" in given else cfg.DEFAULTS["purchase"]
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
     n = cfg.numbers(nums, s)  # refuses options the mode does not use (e.g. --tokens in serve) first
@@ -52,6 +57,7 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
+    _not_applicable(m, n, s.mode)
     metrics = common(m, checks, n, [], s.ex.compute)
     if notes is not None and s.mode == "train" and n["gpus"] > 1:
         notes.append("communication per framework defaults (Megatron-Core): gradient reduction overlaps the last "
@@ -63,7 +69,10 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     if notes is not None and isinstance(s.workload, Transformer) and context > s.workload.seq_len:
         notes.append(f"{cfg.plain(context)} tokens exceed {s.workload.name}'s context length of {s.workload.seq_len}")
     if s.mode == "serve" and SLO_OPTIONS.intersection(nums):
+        fits = metrics["feasible"]
         service_levels(metrics, n, notes if notes is not None else [])
+        if not fits:  # a replica that does not fit cannot be counted
+            metrics.pop("replicas_needed", None), metrics.pop("gpus_needed", None)
     if site is not None:
         metrics.update(economics.apply(metrics, n, s.mode, site))
         if notes is not None:
@@ -73,6 +82,14 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     metrics = {k: int(v) if k in COUNTS else v.item() if isinstance(v, np.generic | np.ndarray) else v
                for k, v in metrics.items() if not (isinstance(v, float | np.floating) and math.isnan(v))}
     return s, n, given, metrics
+
+
+def _not_applicable(m: dict, n: dict, mode: str) -> None:
+    """Metrics without meaning at a point become NaN (left out by `evaluate`, empty in a frame):
+    `itl_s` when a request generates one token (no decode step follows its prefill)."""
+    if mode == "serve" and "itl_s" in m:
+        itl = np.where(n["output_len"] > 1, m["itl_s"], np.nan)
+        m["itl_s"] = itl if np.ndim(itl) else float(itl)
 
 
 def _horizon(given: dict) -> bool:
@@ -98,19 +115,54 @@ def evaluate(**kwargs) -> dict:
 
     The models are pure functions of the options, so a repeated point (samplers over discrete spaces
     revisit many) is answered from a cache of recent results; each call gets its own copy."""
-    try:  # the type is part of the key: True == 1 but batch=True is refused
-        metrics = _cached_metrics(tuple(sorted((k, type(v).__name__, v) for k, v in kwargs.items())))
-    except TypeError:  # an unhashable option value: evaluate (and let validation name it)
-        return _point(kwargs, None)[3]
+    with python_spelling():
+        try:  # a file is part of the key by its content, not its path; the type too: True == 1 but batch=True
+            files = tuple(read_file(str(kwargs[k]), cfg.option(k)) for k in ("workload_file", "hardware_file")
+                          if kwargs.get(k) is not None)  # is refused
+            metrics = _cached_metrics(tuple(sorted((k, type(v).__name__, v) for k, v in kwargs.items())), files)
+        except (TypeError, CatalogFileError):  # unhashable or unreadable: evaluate, and let validation name it
+            return _point(kwargs, None)[3]
     return {**metrics, "infeasible_reasons": list(metrics["infeasible_reasons"])}
 
 
 @lru_cache(maxsize=1 << 16)
-def _cached_metrics(options: tuple) -> dict:
+def _cached_metrics(options: tuple, files: tuple) -> dict:
     return _point({k: v for k, _, v in options}, None)[3]
 
 
+_CLI_SPELLING = re.compile(r"--([a-z][a-z0-9-]*)")
+
+
+@contextmanager
+def python_spelling():
+    """Re-raise a UserInputError in the keywords a Python caller writes (``batch``, not ``--batch``)."""
+    try:
+        yield
+    except UserInputError as exc:
+        def spell(text: str) -> str:
+            return _CLI_SPELLING.sub(lambda m: m[1].replace("-", "_") if m[1].replace("-", "_") in cfg.ALL_KEYS
+                                     else m[0], text)
+        renamed = copy.copy(exc)
+        renamed.field, renamed.allowed, renamed.hint = spell(exc.field), spell(exc.allowed), spell(exc.hint)
+        renamed.args = (renamed._message(),)
+        raise renamed from None
+
+
 _setup_cached = lru_cache(maxsize=4096)(setup)
+
+
+def _setup(w, dev, cats: dict, sparsity, precision_given: bool) -> Setup:
+    """The (cached) Setup of a point's categorical choices; a default precision the device cannot
+    use is refused with a hint that it was the default."""
+    cfg.sparsity(sparsity)  # validated before it keys the cache (a list is refused, not a TypeError)
+    try:
+        return _setup_cached(w, dev, cats["mode"], cats["precision"], cats["weight_precision"], sparsity,
+                             cats["recompute"])
+    except UserInputError as exc:
+        if exc.field != "--precision" or precision_given:
+            raise
+        raise UserInputError(exc.field, exc.value, exc.allowed, hint=f"{cfg.DEFAULTS['precision']} is the "
+                             "default when --precision is not given") from None
 _site_cached = lru_cache(maxsize=4096)(economics.site)
 
 CATEGORICAL = ("workload", "workload_file", "hardware", "hardware_file", "mode", "precision",
@@ -185,19 +237,53 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
     group's numeric columns go through the models as numpy arrays, in chunks of `CHUNK` rows.
     Metrics equal `evaluate`'s; `infeasible_reasons` is left out.
     """
-    given = pd.DataFrame(points)
-    if given.empty:
-        return pd.DataFrame(index=given.index)
+    with python_spelling():
+        given = _frame(points)
+        if given.empty:
+            return pd.DataFrame(index=given.index)
+        return _evaluate_frame(given)
+
+
+_POINTS = "a pandas DataFrame, a list of dicts (one per design point) or a dict of equal-length columns"
+_NOT_SCALAR = (list, tuple, dict, set, frozenset, np.ndarray, pd.Series, pd.DataFrame)
+
+
+def _frame(points) -> pd.DataFrame:
+    """The design points as a DataFrame with one scalar per cell, or a UserInputError naming the row."""
+    if isinstance(points, list | tuple):
+        for i, p in enumerate(points):
+            if not isinstance(p, Mapping):
+                raise UserInputError("points", p, "a dict of options for each design point", hint=f"(row {i})")
+        points = pd.DataFrame(list(points))
+    elif isinstance(points, Mapping):
+        try:
+            points = pd.DataFrame(points)
+        except (ValueError, TypeError):  # scalars only, or columns of different lengths
+            raise UserInputError("points", points, _POINTS) from None
+    elif not isinstance(points, pd.DataFrame):
+        raise UserInputError("points", points, _POINTS)
+    for key in points.columns:
+        if not isinstance(key, str):
+            raise UserInputError("points column", key, "an option name (a string)")
+    cfg.check_keys({c: None for c in points.columns})
+    for key in points.columns:
+        if points[key].dtype == object:
+            bad = np.flatnonzero(points[key].map(lambda v: isinstance(v, _NOT_SCALAR)).to_numpy(dtype=bool))
+            if len(bad):
+                raise UserInputError(cfg.option(key), points[key].iloc[bad[0]], "one value per cell (a number or "
+                                     "a name), not a collection", hint=f"(row {bad[0]})")
+    return points
+
+
+def _evaluate_frame(given: pd.DataFrame) -> pd.DataFrame:
     frame = given.reset_index(drop=True)  # positions; the caller's index is put back at the end
-    cfg.check_keys({c: frame[c].dropna().iloc[0] if frame[c].notna().any() else None for c in frame.columns})
     out: list[pd.DataFrame] = []
     for c, rows in _groups(frame):
         with _at_rows(rows):
             w = cfg.resolve_workload(c["workload"], c["workload_file"])
             dev = cfg.resolve_hardware(c["hardware"], c["hardware_file"])
             cats = {k: cfg.check_choice(k, c[k]) if c[k] is not None else cfg.DEFAULTS.get(k) for k in cfg.CHOICES}
-            s = _setup_cached(w, dev, cats["mode"], cats["precision"], cats["weight_precision"], c["sparsity"],
-                              cats["recompute"])
+            s = _setup(w, dev, cats, c["sparsity"], c["precision"] is not None)
             sub = frame.loc[rows]
             nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
             present = {**{k: v for k, v in c.items() if v is not None and k in frame}, **nums}
@@ -222,6 +308,7 @@ def _block(s: Setup, n: dict, rows, service_levels: bool, site: economics.Site |
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
+    _not_applicable(m, n, s.mode)
     metrics = common(m, checks, n, [], s.ex.compute)
     metrics.pop("infeasible_reasons")
     block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
@@ -244,6 +331,8 @@ def _service_level_rows(block: pd.DataFrame, n: dict, size: int) -> None:
         m = {k: block.at[idx, k] for k in ("request_latency_s", "replicas", "ttft_s", "itl_s")}
         m.update(feasible=bool(block.at[idx, "feasible"]), infeasible_reasons=[])
         service_levels(m, row, [])
+        if not block.at[idx, "feasible"]:  # a replica that does not fit cannot be counted
+            m.pop("replicas_needed", None), m.pop("gpus_needed", None)
         block.loc[idx, "feasible"] = m["feasible"]
         for k in ("queue_utilization", "ttft_p50_s", "ttft_p99_s", "request_latency_p99_s", "replicas_needed",
                   "gpus_needed") if queued else ():

@@ -129,6 +129,7 @@ def catalog_json(kind: str, item) -> dict:
     if kind == "nodes":
         base.update(accelerator=item.accelerator, accelerators=item.accelerators, scale_up=item.scale_up,
                     scale_out=item.scale_out, nics=item.nics, cpu=item.cpu)
+        base.update({k: getattr(item, k) for k in ("source", "date") if getattr(item, k)})
     if kind == "fabrics":
         base["kind"] = item.kind
     if kind == "regions":

@@ -3,7 +3,6 @@ point shares), the space and the objectives (a file beside it or inline), extra 
 search settings. Paths resolve against the study file; every mistake names the file and the field."""
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -12,7 +11,8 @@ import numpy as np
 
 from dse import config as cfg
 from dse.catalog import Transformer, registry
-from dse.errors import EmptySpaceError, StudyFileError, UnknownNameError
+from dse.catalog.loader import parse_toml, read_file
+from dse.errors import CatalogFileError, EmptySpaceError, StudyFileError, UnknownNameError
 from dse.objectives import Objectives, parse_objectives
 from dse.space import Space, check_option, parse_space
 
@@ -39,14 +39,11 @@ class StudySpec:
 
 
 def read_toml(path: Path, field: str) -> dict:
-    """A TOML file as a dict; a missing or malformed file names the file and the line."""
+    """A TOML file as a dict; a missing, unreadable or malformed file names the file and the line."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise StudyFileError(field, str(path), "an existing TOML file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise StudyFileError(field, str(path), f"valid TOML ({exc})") from None
+        return parse_toml(read_file(path, field), path, field)
+    except CatalogFileError as exc:
+        raise StudyFileError(exc.field, exc.value, exc.allowed) from None
 
 
 @cache

@@ -31,13 +31,13 @@ def assert_names(message: str, *fragments: str) -> None:
 # ---------------------------------------------------------------- 1. unknown names
 
 def test_unknown_hardware_suggests_closest():
-    with pytest.raises(dse.UnknownNameError, match=r"--hardware.*'H1000'.*Did you mean 'h100'"):
+    with pytest.raises(dse.UnknownNameError, match=r"hardware.*'H1000'.*Did you mean 'h100'"):
         dse.evaluate(workload="llama-3-8b", hardware="H1000")
 
 
 def test_unknown_workload_suggests_closest():
     msg = error_of(workload="llama3-8bb", hardware="h100")
-    assert_names(msg, "--workload", "'llama3-8bb'", "Did you mean", "'llama-3-8b'")
+    assert_names(msg, "workload", "'llama3-8bb'", "Did you mean", "'llama-3-8b'")
 
 
 def test_unknown_name_error_is_a_dse_error():
@@ -52,29 +52,29 @@ def test_bad_batch(batch):
     with pytest.raises(dse.UserInputError) as info:
         dse.evaluate(**BASE, batch=batch)
     msg = str(info.value)
-    assert_names(msg, "--batch", repr(batch) if isinstance(batch, str) else str(batch), "an integer >= 1")
+    assert_names(msg, "batch", repr(batch) if isinstance(batch, str) else str(batch), "an integer >= 1")
 
 
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("gpus", 0, ">= 1"), ("seq_len", 0, ">= 1"), ("zero", 5, "<= 3"),
 ])
 def test_other_out_of_range_integers(key, value, allowed):
-    assert_names(error_of(**BASE, **{key: value}), "--" + key.replace("_", "-"), str(value), allowed)
+    assert_names(error_of(**BASE, **{key: value}), f"{key} = {value}", allowed)
 
 
 # ---------------------------------------------------------------- 3. choices
 
 def test_unknown_precision_suggests_fp8():
     msg = error_of(**BASE, precision="fp7")
-    assert_names(msg, "--precision", "'fp7'", "Did you mean", "'fp8'")
+    assert_names(msg, "precision", "'fp7'", "Did you mean", "'fp8'")
 
 
 def test_unknown_weight_precision():
-    assert_names(error_of(**BASE, weight_precision="int3"), "--weight-precision", "'int3'", "'int4'")
+    assert_names(error_of(**BASE, weight_precision="int3"), "weight_precision", "'int3'", "'int4'")
 
 
 def test_unknown_mode():
-    assert_names(error_of(**BASE, mode="fly"), "--mode", "'fly'")
+    assert_names(error_of(**BASE, mode="fly"), "mode", "'fly'")
 
 
 def test_unknown_mode_lists_allowed_values():
@@ -84,7 +84,7 @@ def test_unknown_mode_lists_allowed_values():
 
 
 def test_unknown_recompute():
-    assert_names(error_of(**BASE, mode="train", recompute="partial"), "--recompute", "'partial'")
+    assert_names(error_of(**BASE, mode="train", recompute="partial"), "recompute", "'partial'")
 
 
 def test_unknown_recompute_lists_allowed_values():
@@ -94,23 +94,23 @@ def test_unknown_recompute_lists_allowed_values():
 
 
 def test_bad_sparsity():
-    assert_names(error_of(**BASE, sparsity="3:4"), "--sparsity", "'3:4'", "2:4")
+    assert_names(error_of(**BASE, sparsity="3:4"), "sparsity", "'3:4'", "2:4")
 
 
 # ---------------------------------------------------------------- 4. tensor parallelism
 
 def test_tp_must_divide_heads():
     msg = error_of(**BASE, mode="serve", tp=3)
-    assert_names(msg, "--tp", "3", "divisor", "32")
+    assert_names(msg, "tp", "3", "divisor", "32")
 
 
 def test_tp_at_most_gpus_per_node():
     msg = error_of(**BASE, mode="serve", tp=16)
-    assert_names(msg, "--tp", "16", "--gpus-per-node", "8")
+    assert_names(msg, "tp", "16", "gpus_per_node", "8")
 
 
 def test_tp_at_most_given_gpus_per_node():
-    assert_names(error_of(**BASE, mode="serve", tp=8, gpus_per_node=4), "--tp", "8", "4")
+    assert_names(error_of(**BASE, mode="serve", tp=8, gpus_per_node=4), "tp", "8", "4")
 
 
 # ---------------------------------------------------------------- 5. workload files
@@ -139,7 +139,7 @@ def test_good_workload_file_evaluates(workload_file):
 
 def test_workload_file_invalid_toml(workload_file):
     path = workload_file('family = "transformer\nlayers = 2\n')
-    assert_names(workload_error(path), "--workload-file", path, "valid TOML", "line 1")
+    assert_names(workload_error(path), "workload_file", path, "valid TOML", "line 1")
 
 
 def test_workload_file_missing_hidden(workload_file):
@@ -180,11 +180,11 @@ def test_workload_file_cnn_unknown_layer_op(workload_file):
 
 def test_workload_file_does_not_exist(tmp_path):
     path = str(tmp_path / "nope.toml")
-    assert_names(workload_error(path), "--workload-file", path, "an existing TOML file")
+    assert_names(workload_error(path), "workload_file", path, "an existing TOML file")
 
 
 def test_workload_file_is_a_directory(tmp_path):
-    assert_names(workload_error(str(tmp_path)), "--workload-file", "not a directory")
+    assert_names(workload_error(str(tmp_path)), "workload_file", "not a directory")
 
 
 def test_workload_file_misspelled_key(workload_file):
@@ -267,83 +267,83 @@ def test_hardware_file_zero_bandwidth_message(hardware_file):
 
 def test_hardware_file_does_not_exist(tmp_path):
     path = str(tmp_path / "nope.toml")
-    assert_names(hardware_error(path), "--hardware-file", path, "an existing TOML file")
+    assert_names(hardware_error(path), "hardware_file", path, "an existing TOML file")
 
 
 # ---------------------------------------------------------------- 7. negative and malformed amounts
 
 def test_negative_qps():
-    assert_names(error_of(**BASE, mode="serve", qps=-1), "--qps", "-1", "> 0")
+    assert_names(error_of(**BASE, mode="serve", qps=-1), "qps", "-1", "> 0")
 
 
 @pytest.mark.parametrize("tokens", [-5, 0, float("inf")], ids=str)
 def test_bad_tokens(tokens):
-    assert_names(error_of(**BASE, mode="train", tokens=tokens), "--tokens", str(tokens), "> 0")
+    assert_names(error_of(**BASE, mode="train", tokens=tokens), "tokens", str(tokens), "> 0")
 
 
 @pytest.mark.parametrize("rate", ["-250MB/s", -250e6], ids=str)
 def test_negative_worker_bw(rate):
     msg = error_of(**BASE, cpu_workers=4, worker_bw=rate, sample_bytes="100kB")
-    assert_names(msg, "--worker-bw", "-250")
+    assert_names(msg, "worker_bw", "-250")
 
 
 @pytest.mark.parametrize("size", [0, "0", "0kB"], ids=repr)
 def test_zero_sample_bytes(size):
     msg = error_of(**BASE, cpu_workers=4, worker_bw="250MB/s", sample_bytes=size)
-    assert_names(msg, "--sample-bytes", "0")
+    assert_names(msg, "sample_bytes", "0")
 
 
 def test_worker_bw_needs_a_rate_unit():
     msg = error_of(**BASE, cpu_workers=4, worker_bw="250MB", sample_bytes="100kB")
-    assert_names(msg, "--worker-bw", "'250MB'", "250MB/s")
+    assert_names(msg, "worker_bw", "'250MB'", "250MB/s")
 
 
 def test_sample_bytes_refuses_a_rate():
     assert_names(error_of(**BASE, cpu_workers=4, worker_bw="250MB/s", sample_bytes="100kB/s"),
-                 "--sample-bytes", "'100kB/s'")
+                 "sample_bytes", "'100kB/s'")
 
 
 # ---------------------------------------------------------------- 8. options in the wrong mode
 
 def test_qps_in_train_mode():
-    assert_names(error_of(**BASE, mode="train", qps=1), "--qps", "= 1 ", "not used in train mode")
+    assert_names(error_of(**BASE, mode="train", qps=1), "qps", "= 1 ", "not used in train mode")
 
 
 def test_tokens_in_serve_mode():
-    assert_names(error_of(**BASE, mode="serve", tokens=100), "--tokens", "100", "not used in serve mode")
+    assert_names(error_of(**BASE, mode="serve", tokens=100), "tokens", "100", "not used in serve mode")
 
 
 def test_cpu_workers_in_serve_mode():
     msg = error_of(**BASE, mode="serve", cpu_workers=2, worker_bw="250MB/s", sample_bytes="1kB")
-    assert_names(msg, "--cpu-workers", "2", "infer and train")
+    assert_names(msg, "cpu_workers", "2", "infer and train")
 
 
 def test_cpu_workers_without_worker_bw():
-    assert_names(error_of(**BASE, cpu_workers=4, sample_bytes="100kB"), "--worker-bw", "--cpu-workers")
+    assert_names(error_of(**BASE, cpu_workers=4, sample_bytes="100kB"), "worker_bw", "cpu_workers")
 
 
 def test_cpu_workers_alone_names_a_missing_option():
     msg = error_of(**BASE, cpu_workers=4)
-    assert "--cpu-workers" in msg
-    assert "--worker-bw" in msg or "--sample-bytes" in msg
+    assert "cpu_workers" in msg
+    assert "worker_bw" in msg or "sample_bytes" in msg
 
 
 def test_tp_in_infer_mode():
-    assert_names(error_of(**BASE, tp=2), "--tp", "2", "serve")
+    assert_names(error_of(**BASE, tp=2), "tp", "2", "serve")
 
 
 # ---------------------------------------------------------------- 9. workload source
 
 def test_both_workload_and_workload_file():
-    assert_names(error_of(**BASE, workload_file="x.toml"), "--workload", "--workload-file", "exactly one")
+    assert_names(error_of(**BASE, workload_file="x.toml"), "workload", "workload_file", "exactly one")
 
 
 def test_neither_workload_nor_workload_file():
-    assert_names(error_of(hardware="h100"), "--workload", "--workload-file", "exactly one")
+    assert_names(error_of(hardware="h100"), "workload", "workload_file", "exactly one")
 
 
 def test_both_hardware_and_hardware_file():
-    assert_names(error_of(**BASE, hardware_file="x.toml"), "--hardware", "--hardware-file", "exactly one")
+    assert_names(error_of(**BASE, hardware_file="x.toml"), "hardware", "hardware_file", "exactly one")
 
 
 # ---------------------------------------------------------------- 10. unknown keywords
@@ -378,26 +378,26 @@ def many_error(df: pd.DataFrame) -> str:
 
 def test_evaluate_many_names_field_value_and_row():
     msg = many_error(frame(batch=[1, 2, 0], seq_len=[128] * 3))
-    assert_names(msg, "--batch", "0", "row 2")
+    assert_names(msg, "batch", "0", "row 2")
 
 
 def test_evaluate_many_batch_zero_without_seq_len_column():
-    assert_names(many_error(frame(batch=[1, 2, 0])), "--batch", "0", "row 2")
+    assert_names(many_error(frame(batch=[1, 2, 0])), "batch", "0", "row 2")
 
 
 def test_evaluate_many_text_cell():
-    assert_names(many_error(frame(batch=[1, 2, "abc"])), "--batch", "'abc'", "row 2")
+    assert_names(many_error(frame(batch=[1, 2, "abc"])), "batch", "'abc'", "row 2")
 
 
 def test_evaluate_many_unknown_workload_row():
     df = frame(batch=[1, 1, 1])
     df["workload"] = ["llama-3-8b", "llama-3-8b", "llama3-8bb"]
     df["seq_len"] = 128
-    assert_names(many_error(df), "--workload", "'llama3-8bb'", "'llama-3-8b'", "row 2")
+    assert_names(many_error(df), "workload", "'llama3-8bb'", "'llama-3-8b'", "row 2")
 
 
 def test_evaluate_many_tp_row():
-    assert_names(many_error(frame(mode=["serve"] * 3, tp=[1, 2, 3])), "--tp", "3", "row 2")
+    assert_names(many_error(frame(mode=["serve"] * 3, tp=[1, 2, 3])), "tp", "3", "row 2")
 
 
 def test_evaluate_many_unknown_column():
@@ -412,12 +412,12 @@ def test_evaluate_many_batch_column_without_seq_len(mode):
 
 def test_evaluate_many_row_with_varying_mode():
     msg = many_error(frame(mode=["serve", "infer", "infer"], batch=[1, 1, 0], seq_len=[np.nan, 64, 64]))
-    assert_names(msg, "--batch", "0", "row 2")
+    assert_names(msg, "batch", "0", "row 2")
 
 
 def test_evaluate_many_value_shown_plainly():
     msg = many_error(frame(batch=[1, 2, 2.5], seq_len=[64] * 3))
-    assert_names(msg, "--batch", "2.5", "row 2")
+    assert_names(msg, "batch", "2.5", "row 2")
     assert "np.float64" not in msg
 
 
@@ -429,20 +429,20 @@ def test_evaluate_many_empty_cell_takes_the_default():
 # ---------------------------------------------------------------- 12. economics options
 
 @pytest.mark.parametrize(("kwargs", "fragments"), [
-    ({"region": "quebec"}, ["--region", "'quebec'", "--duration-days"]),
-    ({"pue": 1.2}, ["--pue", "--duration-days"]),
-    ({"duration_days": 3, "region": "quebc"}, ["--region", "'quebc'", "Did you mean"]),
-    ({"duration_days": 3, "purchase": "lease"}, ["--purchase", "'lease'", "buy"]),
-    ({"duration_days": 3, "pue": 0.5}, ["--pue", "0.5", ">= 1"]),
-    ({"duration_days": 3, "grid_g_per_kwh": -1}, ["--grid-g-per-kwh", "-1", ">= 0"]),
-    ({"duration_days": 3, "fleet_utilization": 0.5}, ["--fleet-utilization", "--purchase buy"]),
-    ({"duration_days": 3, "purchase": "buy", "fleet_utilization": 1.5}, ["--fleet-utilization", "1.5", "<= 1"]),
-    ({"duration_days": 0}, ["--duration-days", "0", "> 0"]),
+    ({"region": "quebec"}, ["region", "'quebec'", "duration_days"]),
+    ({"pue": 1.2}, ["pue", "duration_days"]),
+    ({"duration_days": 3, "region": "quebc"}, ["region", "'quebc'", "Did you mean"]),
+    ({"duration_days": 3, "purchase": "lease"}, ["purchase", "'lease'", "buy"]),
+    ({"duration_days": 3, "pue": 0.5}, ["pue", "0.5", ">= 1"]),
+    ({"duration_days": 3, "grid_g_per_kwh": -1}, ["grid_g_per_kwh", "-1", ">= 0"]),
+    ({"duration_days": 3, "fleet_utilization": 0.5}, ["fleet_utilization", "purchase buy"]),
+    ({"duration_days": 3, "purchase": "buy", "fleet_utilization": 1.5}, ["fleet_utilization", "1.5", "<= 1"]),
+    ({"duration_days": 0}, ["duration_days", "0", "> 0"]),
     ({"duration_days": 3, "purchase": "rent-gpu-cloud", "electricity_price": 0.1},
-     ["--electricity-price", "--purchase buy"]),
-    ({"duration_days": 3, "region": ""}, ["--region", "''", "region name"]),
-    ({"duration_days": 3, "region": ["quebec"]}, ["--region", "['quebec']", "region name"]),
-    ({"mode": "serve", "tokens": 1e9, "duration_days": 3}, ["--tokens", "not used in serve mode"]),
+     ["electricity_price", "purchase buy"]),
+    ({"duration_days": 3, "region": ""}, ["region", "''", "region name"]),
+    ({"duration_days": 3, "region": ["quebec"]}, ["region", "['quebec']", "region name"]),
+    ({"mode": "serve", "tokens": 1e9, "duration_days": 3}, ["tokens", "not used in serve mode"]),
 ])
 def test_economics_options_refused(kwargs, fragments):
     assert_names(error_of(**BASE, **kwargs), *fragments)
@@ -457,31 +457,31 @@ def test_errors_do_not_chain_internal_exceptions():
     with pytest.raises(dse.DSEError) as info:
         dse.evaluate(**BASE, batch="abc")
     assert info.value.__cause__ is None
-    assert re.search(r"--batch = 'abc' is not allowed", str(info.value))
+    assert re.search(r"batch = 'abc' is not allowed", str(info.value))
 
 
 def test_serve_refuses_encoders_and_cnns():
     for workload in ("bert-large", "vit-b-16", "resnet-50"):
-        assert_names(error_of(workload=workload, hardware="h100", mode="serve"), "--mode", "serve", workload)
+        assert_names(error_of(workload=workload, hardware="h100", mode="serve"), "mode", "serve", workload)
 
 
 def test_precision_the_device_cannot_run_lists_what_it_runs():
-    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v4", precision="fp32"), "--precision", "fp32",
+    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v4", precision="fp32"), "precision", "fp32",
                  "bf16")
 
 
 def test_parallelism_needs_a_node_that_connects_the_gpus():
-    assert_names(error_of(workload="llama-3-8b", hardware="h100-pcie", mode="serve", tp=2), "--tp", "2",
+    assert_names(error_of(workload="llama-3-8b", hardware="h100-pcie", mode="serve", tp=2), "tp", "2",
                  "no catalog node says how h100-pcie GPUs connect")
-    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v5p", mode="train", batch=8, dp=2), "--dp", "2")
+    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v5p", mode="train", batch=8, dp=2), "dp", "2")
 
 
 def test_training_refuses_storage_narrower_than_its_arithmetic():
-    assert_names(error_of(workload="llama-3-8b", hardware="a100", mode="train", precision="fp8"), "--precision",
+    assert_names(error_of(workload="llama-3-8b", hardware="a100", mode="train", precision="fp8"), "precision",
                  "fp8", "fp16")
-    assert_names(error_of(workload="llama-3-8b", hardware="h100", mode="train", precision="int8"), "--precision")
+    assert_names(error_of(workload="llama-3-8b", hardware="h100", mode="train", precision="int8"), "precision")
 
 
 def test_result_cache_does_not_confuse_true_with_one():
     dse.evaluate(**BASE, batch=1)
-    assert_names(error_of(**BASE, batch=True), "--batch", "True")
+    assert_names(error_of(**BASE, batch=True), "batch", "True")

@@ -296,19 +296,52 @@ def node(raw: Mapping, where: str) -> Node:
     return Node(name=name, display=str(raw.get("display", name)), accelerator=_text(raw, "accelerator", where),
                 accelerators=_positive_int(raw, "accelerators", where), scale_up=str(raw.get("scale_up", "")),
                 scale_out=str(raw.get("scale_out", "")), fields=fields, nics=int(raw.get("nics", 0)),
-                cpu=str(raw.get("cpu", "")), aliases=_aliases(raw))
+                cpu=str(raw.get("cpu", "")), aliases=_aliases(raw), **_citation(raw, f"{where}[{name}]"))
 
 
-def _read_toml(path: Path | str, field: str) -> dict:
+def _citation(raw: Mapping, where: str) -> dict:
+    """An entry's own optional ``source`` and ``date`` (a citation for the whole entry)."""
+    if "source" not in raw and "date" not in raw:
+        return {}
+    date = str(raw.get("date", ""))
+    if not _DATE.match(date):
+        raise CatalogFileError(f"{where}.date", date, "a date written YYYY, YYYY-MM or YYYY-MM-DD")
+    return {"source": _text(raw, "source", where), "date": date}
+
+
+MAX_FILE_BYTES = 1 << 20  # a definition file is a few kB; anything larger is not one
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark that some editors write first; TOML itself forbids it
+
+
+def read_file(path: Path | str, field: str) -> bytes:
+    """The bytes of a user's definition file, or a CatalogFileError saying why it cannot be read."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise CatalogFileError(field, str(path), "an existing TOML file") from None
     except IsADirectoryError:
         raise CatalogFileError(field, str(path), "a TOML file, not a directory") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # a path through a file, too long, unreadable, NUL bytes
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise CatalogFileError(field, str(path), f"a readable TOML file ({reason})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CatalogFileError(field, str(path), f"a TOML file of at most {MAX_FILE_BYTES // 1024} KiB")
+    return data
+
+
+def parse_toml(data: bytes, path: Path | str, field: str) -> dict:
+    """TOML text as a dict; a leading UTF-8 byte-order mark is accepted (and dropped)."""
+    try:
+        return tomllib.loads(data.removeprefix(BOM).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogFileError(field, str(path), f"UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
         raise CatalogFileError(field, str(path), f"valid TOML ({exc})") from None
+
+
+def _read_toml(path: Path | str, field: str) -> dict:
+    return parse_toml(read_file(path, field), path, field)
 
 
 def _packaged(filename: str) -> dict:
@@ -367,18 +400,28 @@ def _single(data: dict, key: str) -> dict:
     return data
 
 
-@lru_cache(maxsize=64)
 def load_hardware_file(path: str) -> Accelerator:
-    """An accelerator from a user TOML file (same fields as an ``[[accelerator]]`` entry)."""
-    raw = _single(_read_toml(path, "--hardware-file"), "accelerator")
+    """An accelerator from a user TOML file (same fields as an ``[[accelerator]]`` entry). Parsed
+    definitions are cached by the file's content, so an edited file is read afresh."""
+    return _hardware_from(path, read_file(path, "--hardware-file"))
+
+
+@lru_cache(maxsize=64)
+def _hardware_from(path: str, data: bytes) -> Accelerator:
+    raw = _single(parse_toml(data, path, "--hardware-file"), "accelerator")
     raw = {"name": Path(path).stem, **raw}
     return accelerator(raw, f"--hardware-file {path}", strict=False)
 
 
-@lru_cache(maxsize=64)
 def load_workload_file(path: str) -> Transformer | CNN:
-    """A workload from a user TOML file (DESIGN.md 4.1: family, layers, hidden, heads, vocab, ...)."""
-    raw = _single(_read_toml(path, "--workload-file"), "workload")
+    """A workload from a user TOML file (DESIGN.md 4.1: family, layers, hidden, heads, vocab, ...),
+    cached by the file's content."""
+    return _workload_from(path, read_file(path, "--workload-file"))
+
+
+@lru_cache(maxsize=64)
+def _workload_from(path: str, data: bytes) -> Transformer | CNN:
+    raw = _single(parse_toml(data, path, "--workload-file"), "workload")
     return workload({"name": Path(path).stem, **raw}, f"--workload-file {path}")
 
 

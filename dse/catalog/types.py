@@ -166,6 +166,8 @@ class Node(_SourcedFields):
     nics: int = 0
     cpu: str = ""
     aliases: tuple[str, ...] = ()
+    source: str = ""  # where the platform's composition (accelerators, fabrics) is published
+    date: str = ""
 
 
 @dataclass(frozen=True, slots=True)

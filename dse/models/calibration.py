@@ -32,7 +32,7 @@ They give a median error of 8.1% and a worst of 14.3% on 2026-11-30 (bench/READM
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,19 @@ BY_CLASS: dict[str, Efficiency] = {
 
 def for_class(device_class: str) -> Efficiency:
     return BY_CLASS[device_class]
+
+
+CALIBRATED_VENDORS = ("NVIDIA",)  # every row of bench/calibration/inference.csv is an NVIDIA GPU
+
+
+def for_device(device_class: str, vendor: str) -> Efficiency:
+    """The class's efficiencies for one device: a datacenter GPU of another vendor (AMD) runs on the
+    NVIDIA fit and is labelled uncalibrated, since no measurement of it is in the calibration set."""
+    eff = BY_CLASS[device_class]
+    if eff.calibrated and vendor not in CALIBRATED_VENDORS:
+        return replace(eff, calibrated=False, basis=f"fitted on NVIDIA GPUs only, no {vendor or 'user-file'} "
+                       "measurements in the calibration set; NVIDIA-fitted values are used")
+    return eff
 
 
 # Mean draw of a busy accelerator (kernels running back to back) as a fraction of its TDP, per

@@ -15,6 +15,8 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
     and the working memory is the activations of a full pass of prefill_batch prompts."""
     w = s.workload
     b, i, o, tp = n["batch"], n["input_len"], n["output_len"], n["tp"]
+    pb = 0.0 if n["prefill_batch"] is None else n["prefill_batch"]
+    b = b + 0.0 * (i + o + tp + pb)  # a column whenever any option is one
     # the three phases (one prefill pass, decode at mean context, prefill of one request) run as
     # columns of one pass: [prefill | decode | prefill-one] for each design point
     scalar = np.ndim(b) == 0

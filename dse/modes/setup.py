@@ -61,9 +61,9 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
         raise UserInputError(field, weight_precision or precision, "fp32, tf32, bf16, fp16 or fp8 arithmetic in "
                              "train mode, without weight-only quantization")
     if mode == "train" and ex.weight_bytes < ex.act_bytes:
-        raise UserInputError("--precision", precision, f"one {device.name} computes in for training: it has no "
-                             f"native {precision}, and training does not store weights narrower than its "
-                             f"arithmetic ({ex.compute})")
+        raise UserInputError("--precision", precision, f"a precision {device.name} computes in natively, e.g. "
+                             f"{ex.compute}, for training: it has no native {precision}, and training does not "
+                             "store weights narrower than its arithmetic")
     if mode == "train" and precision == "fp8":
         notes.append("fp8 training keeps 16-bit weights and gradients and casts them per GEMM (Transformer Engine)")
     if mode == "serve" and ex.kv_bytes < 2:
@@ -77,9 +77,9 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
     if mode == "serve" and not (isinstance(workload, Transformer) and workload.causal):
         raise UserInputError("--mode", mode, f"infer or train for {workload.name!r}: serve models the prefill "
                              "and token-by-token decode of a causal (decoder) language model")
-    eff = calibration.for_class(device.device_class)
+    eff = calibration.for_device(device.device_class, device.vendor)
     if not eff.calibrated:
-        notes.append(f"uncalibrated: {device.device_class} efficiency ({eff.basis})")
+        notes.append(f"uncalibrated: {device.name} efficiency ({eff.basis})")
     family = "llm" if isinstance(workload, Transformer) and workload.causal else (
         "cnn" if isinstance(workload, CNN) else "encoder")
     for method in compression.methods(ex, structured, zeros):
