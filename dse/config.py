@@ -28,14 +28,17 @@ class Field:
     high: float
     inclusive: bool = True
     help: str = ""
+    below_high: bool = False  # the high end itself is excluded, as in [0, 1)
 
     def allowed(self) -> str:
         what = {"int": "an integer", "real": "a number", "rate": "a rate (B/s)", "size": "a size (B)"}[self.kind]
-        return f"{what} {'>=' if self.inclusive else '>'} {self.low:g} and <= {self.high:g}"
+        top = "<" if self.below_high else "<="
+        return f"{what} {'>=' if self.inclusive else '>'} {self.low:g} and {top} {self.high:g}"
 
     def ok(self, v):
         """Whether `v` (a float or a numpy column) is allowed, element by element."""
-        good = np.isfinite(v) & ((v >= self.low) if self.inclusive else (v > self.low)) & (v <= self.high)
+        good = np.isfinite(v) & ((v >= self.low) if self.inclusive else (v > self.low)) & (
+            (v < self.high) if self.below_high else (v <= self.high))
         return good & (v == np.floor(v)) if self.kind == "int" else good
 
 
@@ -59,6 +62,10 @@ NUMERIC: dict[str, Field] = {
     "output_len": Field("int", 1, BIG, help="generated tokens per request (default 128)"),
     "prefill_batch": Field("int", 1, BIG, help="prompts prefilled per pass (default: the whole batch at once)"),
     "qps": Field("real", 0, BIG, inclusive=False, help="request arrival rate, requests/s"),
+    "max_batched_tokens": Field("int", 1, BIG, help="tokens per engine step under continuous batching (default: "
+                                "the engine's, see dse.models.serving.engine_defaults)"),
+    "prefix_cache_hit": Field("real", 0, 1, below_high=True, help="fraction of prompt tokens found in the prefix "
+                              "cache (default 0)"),
     "ttft_slo": Field("real", 0, BIG, inclusive=False, help="p99 time-to-first-token target, s"),
     "itl_slo": Field("real", 0, BIG, inclusive=False, help="inter-token latency target, s"),
     "cpu_workers": Field("int", 1, BIG, help="CPU data-loader workers"),
@@ -84,6 +91,7 @@ BUY_ONLY = ("electricity_price", "fleet_utilization")
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "precision": PRECISIONS, "weight_precision": PRECISIONS, "recompute": RECOMPUTE,
     "purchase": ("rent", "rent-reserved", "rent-gpu-cloud", "buy"),
+    "scheduler": ("continuous", "static"),
 }
 # Which options each mode uses; any other option given is refused rather than ignored.
 _PIPELINE = {"cpu_workers", "worker_bw", "storage_bw", "sample_bytes"}
@@ -91,7 +99,7 @@ _ECONOMICS = {k for k in ECONOMICS if k in NUMERIC and k != "repair_hours"}
 MODE_OPTIONS = {
     "infer": {"batch", "seq_len", "gpus", "tp", "dp", *_PIPELINE, *_ECONOMICS},
     "serve": {"batch", "input_len", "output_len", "prefill_batch", "gpus", "gpus_per_node", "tp", "qps", "ttft_slo",
-              "itl_slo", "repair_hours", *_ECONOMICS},
+              "itl_slo", "repair_hours", "max_batched_tokens", "prefix_cache_hit", *_ECONOMICS},
     "train": {"batch", "global_batch", "micro_batch", "seq_len", "gpus", "gpus_per_node", "tp", "pp", "dp", "cp",
               "ep", "vp", "zero", "tokens", *_PIPELINE, *_ECONOMICS},
 }
@@ -122,7 +130,7 @@ def _first(value) -> tuple[object, str]:
 
 NAMES = ("workload", "workload_file", "hardware", "hardware_file", "sparsity", "region")
 ALL_KEYS = (*NAMES, *CHOICES, *NUMERIC)
-DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "purchase": "rent",
+DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "purchase": "rent", "scheduler": "continuous",
             "batch": 1, "zero": 0,
             "input_len": 512, "output_len": 128, "gpus_per_node": 8, "tp": 1, "pp": 1, "cp": 1, "ep": 1,
             "vp": 1}
@@ -235,6 +243,33 @@ def plain(v):
     if isinstance(v, float | np.floating):
         return int(v) if float(v).is_integer() else float(v)
     return v.item() if isinstance(v, np.generic) else v
+
+
+def engine_options(n: dict, given: dict, scheduler: str | None, s: Setup) -> None:
+    """The serving engine's options (DESIGN.md 4.1): `--scheduler` (serve mode only), and what each
+    scheduler uses: `--max-batched-tokens` and `--prefix-cache-hit` for continuous batching,
+    `--prefill-batch` for static batches. Sets n["scheduler"]; under continuous batching an absent
+    --batch is None (the engine takes what the KV cache holds, `dse.modes.serve`)."""
+    if scheduler is not None and s.mode != "serve":
+        raise UserInputError("--scheduler", scheduler, f"left out in {s.mode} mode (it applies to serve)")
+    n["scheduler"] = scheduler or DEFAULTS["scheduler"]
+    if s.mode != "serve":
+        return
+    if n["scheduler"] == "static":
+        for key in ("max_batched_tokens", "prefix_cache_hit"):
+            require(n[key] is None, key, n[key], "used only with --scheduler continuous (a static batch prefills "
+                    "whole prompts and decodes to the end)")
+        return
+    require(n["prefill_batch"] is None, "prefill_batch", n["prefill_batch"], "used only with --scheduler static: "
+            "continuous batching prefills prompts in chunks of --max-batched-tokens")
+    if "batch" not in given:
+        n["batch"] = None
+    budget, context = n["max_batched_tokens"], float(s.workload.seq_len)
+    if budget is not None:
+        require(budget <= context, "max_batched_tokens", budget, f"at most {s.workload.name}'s context of "
+                f"{context:.0f} tokens")
+        require(n["batch"] <= budget if n["batch"] is not None else True, "batch", n["batch"],
+                "at most --max-batched-tokens ({}): every sequence in flight takes a token of each step", budget)
 
 
 def numbers(given: dict, s: Setup) -> dict:

@@ -44,14 +44,15 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     given = {k: v for k, v in kwargs.items() if v is not None}
     w = cfg.resolve_workload(given.get("workload"), given.get("workload_file"))
     dev = cfg.resolve_hardware(given.get("hardware"), given.get("hardware_file"))
-    mode, precision, weight_precision, recompute = (
+    mode, precision, weight_precision, recompute, scheduler = (
         cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS.get(k)
-        for k in ("mode", "precision", "weight_precision", "recompute"))
+        for k in ("mode", "precision", "weight_precision", "recompute", "scheduler"))
     s = _setup(w, dev, dict(mode=mode, precision=precision, weight_precision=weight_precision, recompute=recompute),
                given.get("sparsity"), "precision" in given)
     purchase = cfg.check_choice("purchase", given["purchase"]) if "purchase" in given else cfg.DEFAULTS["purchase"]
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
     n = cfg.numbers(nums, s)  # refuses options the mode does not use (e.g. --tokens in serve) first
+    cfg.engine_options(n, nums, scheduler if "scheduler" in given else None, s)
     cfg.check_horizon(given, purchase)
     site = _site_cached(dev, given.get("region"), purchase) if _horizon(given) else None
     m, checks = MODELS[s.mode](s, n)
@@ -104,7 +105,8 @@ def evaluate_point(**kwargs) -> Result:
     w = s.workload
     shown = {k: cfg.plain(v) for k, v in n.items() if (k in given or k == "gpus" or (
         k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))) and k in cfg.NUMERIC}
-    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase") if k in given}
+    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase", "scheduler")
+              if k in given}
     config = {"workload": w.name, "hardware": s.device.name, "mode": s.mode, "precision": s.precision, **chosen,
               **shown}
     return Result(config=config, metrics=metrics, notes=[*s.notes, *notes])
@@ -166,7 +168,7 @@ def _setup(w, dev, cats: dict, sparsity, precision_given: bool) -> Setup:
 _site_cached = lru_cache(maxsize=4096)(economics.site)
 
 CATEGORICAL = ("workload", "workload_file", "hardware", "hardware_file", "mode", "precision",
-               "weight_precision", "sparsity", "recompute", "region", "purchase")
+               "weight_precision", "sparsity", "recompute", "region", "purchase", "scheduler")
 
 
 def _column(values: pd.Series, key: str) -> np.ndarray:
@@ -292,6 +294,7 @@ def _evaluate_frame(given: pd.DataFrame) -> pd.DataFrame:
             part = {k: v[start:start + CHUNK] for k, v in nums.items()}
             with _at_rows(rows, start):
                 n = cfg.numbers(part, s)
+                cfg.engine_options(n, part, cats["scheduler"] if "scheduler" in present else None, s)
                 cfg.check_horizon(present, cats["purchase"])
                 if _horizon(present):
                     site = _site_cached(dev, c["region"], cats["purchase"])
@@ -303,16 +306,18 @@ def _evaluate_frame(given: pd.DataFrame) -> pd.DataFrame:
     return result
 
 
-def _block(s: Setup, n: dict, rows, service_levels: bool, site: economics.Site | None) -> pd.DataFrame:
+def _block(s: Setup, n: dict, rows, slo: bool, site: economics.Site | None) -> pd.DataFrame:
     """Metrics of a block of design points that share their categorical choices."""
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
     _not_applicable(m, n, s.mode)
     metrics = common(m, checks, n, [], s.ex.compute)
+    if slo and n["scheduler"] == "continuous":  # columns throughout
+        service_levels(metrics, n, [])
     metrics.pop("infeasible_reasons")
     block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
-    if service_levels:
+    if slo and n["scheduler"] == "static":
         _service_level_rows(block, n, len(rows))
     if site is not None:
         added = economics.apply({k: block[k].to_numpy() for k in block.columns}, n, s.mode, site)

@@ -5,7 +5,10 @@ the discussion question: does an inter-token latency SLA (20 ms) change the answ
 For each accelerator with a price in the catalog and each precision it runs natively, the batch is
 swept (powers of two up to what fits) through `dse.evaluate_many` with a 365-day horizon; the best
 batch is the one with the lowest cost per million tokens that fits (and meets the SLA when one is
-set). The budget buys floor($1M / annual cost of one GPU) GPUs, each running that batch.
+set). The budget buys floor($1M / annual cost of one GPU) GPUs, each running that batch. The seed
+asks for batches, so the static scheduler answers it (`scheduler="static"`, prompts prefilled one
+at a time); dse's default, continuous batching, would also stretch each decode step by the prefills
+of the requests that replace finished ones.
 
 Where the tutorial is wrong or vague:
 * It fixes batch 32 for every GPU. Cost per token falls with batch until memory runs out, and the
@@ -40,6 +43,7 @@ RENTALS = ("rent", "rent-gpu-cloud")  # hyperscaler on-demand list prices; GPU c
 
 def sweep() -> pd.DataFrame:
     rows = [dict(workload="llama-3-8b", hardware=h, mode="serve", precision=p, batch=b, prefill_batch=1,
+                 scheduler="static",
                  duration_days=365, purchase=r, **CONTEXT)
             for h in CANDIDATES for p in PRECISIONS if registry("hardware").get(h, "h").peak(p) for b in BATCHES
             for r in RENTALS]

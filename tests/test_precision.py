@@ -9,7 +9,8 @@ from dse.models.precision import resolve
 # Llama-3-8B weight elements a decode step multiplies by (per layer QKV, out, SwiGLU; plus the LM head)
 L, H, KVD, F, V = 32, 4096, 8 * 128, 14336, 128256
 N_MATMUL = L * (H * (H + 2 * KVD) + H * H + 3 * H * F) + V * H
-DECODE = dict(workload="llama-3-8b", mode="serve", batch=1, input_len=512, output_len=128, precision="fp16")
+DECODE = dict(workload="llama-3-8b", mode="serve", scheduler="static", batch=1, input_len=512, output_len=128,
+              precision="fp16")
 
 
 def test_fp8_on_a100_falls_back_to_fp16_with_note(hw):

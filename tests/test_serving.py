@@ -14,7 +14,7 @@ KVD = KV * D
 PARAMS = L * (H * (H + 2 * KVD) + H * H + 3 * H * F + 2 * H) + 2 * V * H + H
 H100_CAPACITY = 80 * 2**30  # 80 GiB HBM3
 
-SERVE = dict(workload="llama-3-8b", hardware="h100", mode="serve", precision="fp16")
+SERVE = dict(workload="llama-3-8b", hardware="h100", mode="serve", precision="fp16", scheduler="static")
 
 
 def mmc_wait_probability(c: int, load: float) -> float:
@@ -215,7 +215,8 @@ def test_serve_refuses_training_only_options(option):
 
 
 def test_prefill_batch_max_batch_is_tight():
-    base = dict(workload="llama-3-8b", hardware="l4", mode="serve", precision="fp8", prefill_batch=4)
+    base = dict(workload="llama-3-8b", hardware="l4", mode="serve", precision="fp8", prefill_batch=4,
+                scheduler="static")
     largest = dse.evaluate(**base, batch=4)["max_batch"]
     assert dse.evaluate(**base, batch=largest)["feasible"] is True
     assert dse.evaluate(**base, batch=largest + 1)["feasible"] is False

@@ -6,13 +6,14 @@ from dse.models import transformer
 
 
 def test_llama3_8b_kv_cache_at_4096_tokens_fp16():
-    m = dse.evaluate(workload="llama-3-8b", hardware="h100", mode="serve", batch=1, input_len=4000,
+    m = dse.evaluate(workload="llama-3-8b", hardware="h100", mode="serve", scheduler="static", batch=1, input_len=4000,
                      output_len=96, precision="fp16")
     assert m["kv_cache_bytes"] == 2 * 32 * 8 * 128 * 4096 * 2
 
 
 def test_kv_cache_scales_with_batch_and_precision():
-    base = dict(workload="llama-3-8b", hardware="h100", mode="serve", input_len=1024, output_len=1024)
+    base = dict(workload="llama-3-8b", hardware="h100", mode="serve", scheduler="static", input_len=1024,
+                output_len=1024)
     fp16 = dse.evaluate(**base, batch=4, precision="fp16")["kv_cache_bytes"]
     fp8 = dse.evaluate(**base, batch=4, precision="fp8")["kv_cache_bytes"]
     assert fp16 == 4 * 2 * 32 * 8 * 128 * 2048 * 2
@@ -26,7 +27,8 @@ def test_gqa_shrinks_kv_by_heads_over_kv_heads(wl):
 
 
 def test_batch1_decode_is_memory_bound_and_speedup_follows_bandwidth():
-    base = dict(workload="llama-3-8b", mode="serve", batch=1, input_len=512, output_len=128, precision="fp16")
+    base = dict(workload="llama-3-8b", mode="serve", scheduler="static", batch=1, input_len=512, output_len=128,
+                precision="fp16")
     a100 = dse.evaluate(hardware="a100", **base)
     h100 = dse.evaluate(hardware="h100", **base)
     assert a100["bottleneck"] == h100["bottleneck"] == "memory"
@@ -45,7 +47,7 @@ def test_decode_step_reads_the_weights_once():
     from dse.models.calibration import for_class
 
     eff = for_class("datacenter-gpu")
-    m = dse.evaluate(workload="llama-3-8b", hardware="h100", mode="serve", batch=1, input_len=128,
+    m = dse.evaluate(workload="llama-3-8b", hardware="h100", mode="serve", scheduler="static", batch=1, input_len=128,
                      output_len=2, precision="fp16")
     # every operator is memory-bound at batch 1: ITL = memory time + 355 launches (11 per layer x 32 + 3)
     assert m["itl_s"] == pytest.approx(m["decode_memory_time_s"] + 355 * eff.launch, rel=1e-9)
@@ -59,7 +61,8 @@ def test_decode_step_reads_the_weights_once():
 def test_prefill_is_compute_bound_and_each_extra_prompt_costs_its_flops(wl):
     from dse.models.calibration import for_class
 
-    base = dict(workload="llama-3-8b", hardware="h100", mode="serve", output_len=16, precision="fp16")
+    base = dict(workload="llama-3-8b", hardware="h100", mode="serve", scheduler="static", output_len=16,
+                precision="fp16")
     one = dse.evaluate(**base, batch=1, input_len=2048)
     four = dse.evaluate(**base, batch=4, input_len=2048)
     n = transformer.matmul_parameters_per_token(wl("llama-3-8b"))
@@ -77,7 +80,8 @@ def test_model_bigger_than_memory_is_infeasible_with_reason():
 
 
 def test_tensor_parallel_serving_fits_70b_and_pays_allreduce():
-    base = dict(workload="llama-3-70b", hardware="h100", mode="serve", batch=8, input_len=512, output_len=128)
+    base = dict(workload="llama-3-70b", hardware="h100", mode="serve", scheduler="static", batch=8, input_len=512,
+                output_len=128)
     tp4 = dse.evaluate(**base, tp=4)
     assert tp4["feasible"] and tp4["gpus"] == 4
     assert tp4["memory_per_gpu_bytes"] < 85.9e9
@@ -96,7 +100,8 @@ def test_moe_decode_touches_few_experts(wl):
     w = wl("mixtral-8x7b")
     assert transformer.experts_touched(w, 1.0) == pytest.approx(2.0)  # top-2 of 8
     assert transformer.experts_touched(w, 4096.0) == pytest.approx(8.0)
-    small = dse.evaluate(workload="mixtral-8x7b", hardware="h100", mode="serve", batch=1, precision="fp8",
+    small = dse.evaluate(workload="mixtral-8x7b", hardware="h100", mode="serve", scheduler="static", batch=1,
+                         precision="fp8",
                          input_len=128, output_len=64)
     assert small["feasible"] is True
 

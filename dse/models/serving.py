@@ -15,6 +15,7 @@ c/S - lambda (Kleinrock 1975, "Queueing Systems Vol. 1", section 3.5; Harchol-Ba
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln, pdtr
@@ -89,3 +90,103 @@ def busy_probability(servers, load):
     at_c = np.exp(servers * np.log(load) - load - gammaln(servers + 1.0))  # Poisson pmf at c
     p0 = np.exp(-load) / (pdtr(servers - 1, load) + at_c / (1.0 - load / servers))
     return 1.0 - p0
+
+
+# --- continuous batching with chunked prefill (Orca; vLLM V1; Sarathi-Serve) -------------------------
+
+GIB = 2.0**30
+# vLLM's OpenAI-compatible server defaults (vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults,
+# vLLM v0.9-v0.11, 2025; github.com/vllm-project/vllm): max_num_batched_tokens 8192 and max_num_seqs
+# 1024 on GPUs of 70 GiB or more other than A100, else 2048 and 256.
+ENGINE_LARGE = (8192.0, 1024.0)
+ENGINE_SMALL = (2048.0, 256.0)
+# vLLM's gpu_memory_utilization default 0.9 (docs.vllm.ai, Engine Arguments, 2025): the engine plans
+# weights, the profiled step's activations and the KV cache within 90% of device memory, leaving the
+# rest to the CUDA context, allocator fragmentation and communication buffers.
+MEMORY_UTILIZATION = 0.9
+# Engine overheads, the two parameters fitted by bench/vllm_sim2real.py --fit on the benchmark's train
+# rows only (vLLM v0.15.1 on H100, 2026-11-30): per engine step (scheduling, input preparation,
+# sampling and the CUDA-graph launch, on the CPU between GPU steps) and per request (HTTP, tokenisation
+# and detokenisation of the first token, on the client-measured TTFT).
+STEP_S = 1.0e-3
+REQUEST_S = 10.0e-3
+
+
+def engine_defaults(name: str, capacity_bytes: float) -> tuple[float, float]:
+    """(max batched tokens per step, max sequences in flight) that vLLM picks for a device."""
+    return ENGINE_LARGE if capacity_bytes >= 70 * GIB and "a100" not in name.lower() else ENGINE_SMALL
+
+
+def erlang_c_column(servers, load):
+    """Erlang C for numbers or columns: Erlang B = Poisson pmf(c; A) / cdf(c; A) (Kleinrock 1975, eq.
+    3.46), C = B / (1 - (A/c)(1 - B)); 1 where the load reaches the servers."""
+    load = np.maximum(load, 1e-300)
+    stable = load < servers
+    with np.errstate(all="ignore"):  # unstable columns overflow; they are masked below
+        b = np.exp(servers * np.log(load) - load - gammaln(servers + 1.0)) / np.maximum(pdtr(servers, load), 1e-300)
+        c = b / (1.0 - np.minimum(load / servers, 1.0) * (1.0 - b))
+    return np.where(stable, np.minimum(c, 1.0), 1.0)
+
+
+def wait_quantile_column(servers, service_s, rate, q: float):
+    """q-quantile of the M/M/c queueing delay for numbers or columns, P(W > t) = C exp(-(c/S - lambda) t);
+    inf where unstable."""
+    margin = servers / service_s - rate
+    c = erlang_c_column(servers, rate * service_s)
+    t = np.log(np.maximum(c, 1e-300) / (1.0 - q)) / np.where(margin > 0, margin, 1.0)
+    return np.where(margin > 0, np.where(c > 1.0 - q, t, 0.0), np.inf)
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """A replica's step times as affine functions of the sequences decoding, n (exact while no operator
+    changes between compute- and memory-bound in between; a chord, hence an upper bound, otherwise,
+    since each operator's roofline is convex in n): a decode step takes a + b*n, and one prompt's
+    prefill chunks add c + e*n to the steps that carry them, in `chunks` steps of `mixed` (a
+    column's value at full load). `full` is the decoding count with every slot taken; `slots` the
+    sequences in flight; `prompt_steps` the chunk steps of one prompt, each a decode step plus its
+    share (c + e*n) / prompt_steps."""
+
+    a: object
+    b: object
+    c: object
+    e: object
+    slots: object
+    full: object
+    prompt_steps: object
+    output_len: object
+
+
+def step_time(g: Engine, n):
+    return g.a + g.b * n
+
+
+def prefill_extra(g: Engine, n):
+    return g.c + g.e * n
+
+
+def capacity(g: Engine):
+    """Requests/s of a replica with every slot taken: each slot holds a request for its prompt's chunk
+    steps and O - 1 decode steps of mean length t = D(n) + slots * P(n) / (chunks + O - 1), the decode
+    step stretched by the prefills of the requests that replace finished ones (one per slot per cycle)."""
+    cycle = g.prompt_steps + g.output_len - 1.0
+    t = step_time(g, g.full) + g.slots * prefill_extra(g, g.full) / cycle
+    return g.slots / (cycle * t), t
+
+
+def operating_point(g: Engine, rate):
+    """The self-consistent point at `rate` requests/s (Poisson) on one replica: n sequences decoding
+    and mean step t with n = rate * (O - 1) * t (Little's law on the decode phase) and
+    t = D(n) / (1 - rate * P(n)) (each step carries on average rate * t prompts' chunks). With D and P
+    affine this is the quadratic rate*e*n^2 + (rate*(O-1)*b + rate*c - 1)*n + rate*(O-1)*a = 0, whose
+    smaller root is taken. Returns (n, t, stable); beyond capacity `stable` is false."""
+    o1 = g.output_len - 1.0
+    a2, a1, a0 = rate * g.e, rate * o1 * g.b + rate * g.c - 1.0, rate * o1 * g.a
+    disc = a1 * a1 - 4.0 * a2 * a0
+    root = np.sqrt(np.maximum(disc, 0.0))
+    n = 2.0 * a0 / np.maximum(root - a1, 1e-300)
+    with np.errstate(over="ignore"):  # beyond capacity; flagged by `stable`
+        t = step_time(g, n) / np.maximum(1.0 - rate * prefill_extra(g, n), 1e-300)
+    cap, _ = capacity(g)
+    stable = (disc >= 0) & (a1 < 0) & (rate < cap)
+    return n, t, stable

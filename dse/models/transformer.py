@@ -191,8 +191,8 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
             np.multiply.outer(np.where(moe, 0.0, weights), np.ones_like(tokens)))
     elif u.ndim > 1:
         weights = weights[:, None]  # broadcasts against (ops, points) without a copy
-    row_counts = _stack([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, tokens * w.top_k / touched,
-                         1.0 + 0.0 * tokens])
+    per_expert = tokens * w.top_k / np.maximum(touched, 1e-12)  # no tokens (an empty chunk): no rows
+    row_counts = _stack([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, per_expert, 1.0 + 0.0 * tokens])
     return OpTable(names=names, repeat=repeat, weights=weights, flops_tensor=ft @ u, rows=row_counts[row_kind],
                    flops_vector=fv @ u, act_bytes=act @ u, kernels=kernels)
 
@@ -251,3 +251,18 @@ def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: f
     """Two all-reduces of the [tokens x hidden] activations per layer (after attention and after the
     MLP, Shoeybi et al. 2019, Fig. 3) over the scale-up link."""
     return 2.0 * w.layers * ring_allreduce_time(tokens * w.hidden * act_bytes, tp, bandwidth, latency)
+
+
+def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float, kv_bytes: float) -> OpTable:
+    """One engine step under continuous batching with chunked prefill (Yu et al. 2022, Orca, section 4;
+    Agrawal et al. 2024, Sarathi-Serve, section 4): `decoding` sequences each add one token at mean
+    context `context`, and one prompt of `prompt` tokens contributes a chunk of `chunk` new tokens that
+    attend to the prompt up to the middle chunk. The two parts run as one batch: FLOP and activation
+    bytes add, the weights are read once (for mixture-of-experts, the experts the larger part touches),
+    and each GEMM's rows M are the step's tokens."""
+    d = pass_ops(w, decoding, 1.0, context, 1.0, act_bytes, kv_bytes)
+    p = pass_ops(w, 1.0, chunk, prompt - (prompt - chunk) / 2.0, 1.0, act_bytes, kv_bytes)
+    return OpTable(names=d.names, repeat=d.repeat, weights=np.maximum(d.weights, p.weights),
+                   flops_tensor=d.flops_tensor + p.flops_tensor, rows=d.rows + p.rows,
+                   flops_vector=d.flops_vector + p.flops_vector, act_bytes=d.act_bytes + p.act_bytes,
+                   kernels=d.kernels)

@@ -1,5 +1,8 @@
-"""Serve mode: prefill and decode on tensor-parallel replicas, and the service levels at a request rate."""
+"""Serve mode: tensor-parallel replicas run as engines run them, continuous batching with chunked
+prefill (the default) or static batches, and the service levels at a request rate."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -8,7 +11,13 @@ from dse.modes.setup import Setup, forward_pass, phase_timing, split_phases, sta
 
 
 def serve(s: Setup, n: dict) -> tuple[dict, list]:
-    """Prefill + decode on one tensor-parallel replica; deployment throughput over its replicas.
+    """Serve metrics of one replica and the deployment, by the scheduler chosen."""
+    return static(s, n) if n["scheduler"] == "static" else continuous(s, n)
+
+
+def static(s: Setup, n: dict) -> tuple[dict, list]:
+    """Static batches (`--scheduler static`): prefill + decode of a whole batch on one tensor-parallel
+    replica; deployment throughput over its replicas.
 
     The batch's prompts are prefilled `prefill_batch` at a time (default: all in one pass), in
     ceil(batch / prefill_batch) equal passes; the TTFT is their sum (the last request's first token)
@@ -60,7 +69,46 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
 
 
 def service_levels(m: dict, n: dict, notes: list) -> None:
-    """Serve-mode SLO checks and, at a request rate, tail latency and the replicas needed (each
+    """Serve-mode SLO checks and, at a request rate, feasibility at that load; numbers or columns
+    under continuous batching, one point at a time for static batches."""
+    if n["scheduler"] == "static":
+        static_service_levels(m, n, notes)
+        return
+    scalar = np.ndim(m["itl_s"]) == 0
+    checks = []
+    if n["qps"] is not None:
+        cap = m["capacity_requests_per_s"]
+        checks.append((m.pop("load_stable"), lambda j: f"{_at(n['qps'], j):g} requests/s exceed the capacity of "
+                       f"{_at(m['replicas'], j):g} replica(s) ({_at(cap, j):.3g} requests/s); "
+                       f"{_needed(m, j)}"))
+    if n["itl_slo"] is not None:
+        checks.append((m["itl_s"] <= n["itl_slo"], lambda j: f"inter-token latency {_at(m['itl_s'], j) * 1e3:.1f} "
+                       f"ms > SLO {_at(n['itl_slo'], j) * 1e3:.1f} ms"))
+    if n["ttft_slo"] is not None:
+        key = "ttft_p99_s" if n["qps"] is not None else "ttft_s"
+        checks.append((m[key] <= n["ttft_slo"], lambda j: f"{'p99 ' if n['qps'] is not None else ''}TTFT "
+                       f"{_at(m[key], j):.3g} s > SLO {_at(n['ttft_slo'], j):.3g} s"
+                       + (f"; {_needed(m, j)}" if n["qps"] is not None else "")))
+    for ok, reason in checks:
+        m["feasible"] = m["feasible"] & ok
+        if scalar and not ok:
+            m["infeasible_reasons"].append(reason(None))
+    if n["qps"] is not None:
+        notes.append("at --qps: Poisson arrivals; the operating point solves Little's law with the model's own "
+                     "step times; the slots are an M/M/c queue (c = --batch) for the tails")
+
+
+def _at(x, j):
+    return x if j is None or np.ndim(x) == 0 else x[j]
+
+
+def _needed(m: dict, j) -> str:
+    r = _at(m["replicas_needed"], j)
+    return "no replica count meets the SLOs" if np.isnan(r) else f"{r:g} replica(s) needed"
+
+
+def static_service_levels(m: dict, n: dict, notes: list) -> None:
+    """Static batches: SLO checks and, at a request rate, tail latency and the replicas needed (each
     replica an M/M/c queue with c = batch slots; see `dse.models.serving`)."""
     slots, replicas = int(n["batch"]), int(m["replicas"])
     if n["itl_slo"] is not None and m["itl_s"] > n["itl_slo"]:
@@ -100,3 +148,153 @@ def service_levels(m: dict, n: dict, notes: list) -> None:
                                        f"with {replicas} replica(s); {wanted}")
     notes.append("queueing: each replica is an M/M/c queue with c = batch slots and service time = "
                  "request latency")
+
+
+def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
+    """Roofline of engine steps (stacked phase columns) under CUDA graphs: the per-kernel launches
+    of `roofline.run` are replaced by the engine's per-step overhead, plus, in steps that carry a
+    prefill chunk, one eager attention launch per layer outside the piecewise graphs (vLLM V1 captures
+    decode-only steps whole and mixed steps piecewise, split at attention: docs.vllm.ai, "CUDA
+    Graphs" design note, 2025); and the TP all-reduces of the step's tokens."""
+    w, ex = s.workload, s.ex
+    table = transformer.mixed_ops(w, decoding, context, chunk, prompt, ex.act_bytes, ex.kv_bytes)
+    if np.any(tp > 1):
+        table = transformer.shard(table, tp)
+    t = roofline.run(table, ex, s.eff, bandwidth=s.device.memory_bandwidth, weight_bytes=s.weight_bytes,
+                     tensor_speedup=s.tensor_speedup)
+    eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0)
+    comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, max(ex.act_bytes, 2.0), n["link_bw"],
+                                         n["link_latency"])
+    t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
+                            overhead=serving.STEP_S + eager + 0.0 * t.total)
+    return t, comm
+
+
+def continuous(s: Setup, n: dict) -> tuple[dict, list]:
+    """Continuous batching with chunked prefill (`--scheduler continuous`, the default), as vLLM V1 runs
+    it: each engine step carries the decode token of every running sequence and, in what is left of
+    `--max-batched-tokens`, chunks of waiting prompts (decodes first); at most `--batch` sequences are
+    in flight (default: what the KV cache holds, capped at the engine's max_num_seqs). Step times come
+    from the roofline of that mixed step (`transformer.mixed_ops`) and are made affine in the number
+    of sequences decoding (`serving.Engine`). Without `--qps` the replica runs full (capacity); with
+    it, at the self-consistent operating point of `serving.operating_point`, with an M/M/c queue for
+    the slots in front (c = --batch, service = a slot's holding time).
+
+    TTFT = per-request overhead + queueing wait for a slot + half a step (an arrival waits for the
+    step in progress to end) + the steps that carry its prompt's chunks; ITL = the mean step;
+    request latency = TTFT + (O - 1) * ITL. Memory: weights, the KV cache of every sequence at full
+    context, the activations of a full step of `--max-batched-tokens` tokens, within vLLM's
+    gpu_memory_utilization of the device (`serving.MEMORY_UTILIZATION`); the rest is the runtime's."""
+    w, ex = s.workload, s.ex
+    i, o, tp = n["input_len"], n["output_len"], n["tp"]
+    budget_default, seqs_default = serving.engine_defaults(s.device.name, s.device.memory_capacity)
+    budget = budget_default if n["max_batched_tokens"] is None else n["max_batched_tokens"]
+    hit = 0.0 if n["prefix_cache_hit"] is None else n["prefix_cache_hit"]
+    prompt = np.maximum(1.0, np.ceil(i * (1.0 - hit)))  # cached tokens are read, not recomputed
+    cap = s.device.memory_capacity
+    usable = cap * serving.MEMORY_UTILIZATION
+    weights = s.params * s.weight_bytes / tp
+    kv_share = np.maximum(1.0 / tp, 1.0 / w.kv_heads)  # KV heads split over TP ranks, replicated past kv_heads
+    kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, ex.kv_bytes)
+    work = transformer.inference_activation_bytes(w, budget, np.minimum(budget, seqs_default), ex.act_bytes) / tp
+    largest = serving.max_batch(usable, weights + work, kv_seq * kv_share)
+    if n["batch"] is None:  # vLLM's max_num_seqs, no more than the KV cache holds nor the step's budget
+        n["batch"] = np.maximum(1.0, np.minimum(np.minimum(largest, seqs_default), budget))
+    slots = n["batch"]
+    one = 0.0 * (slots + i + o + tp) + 1.0  # every column shaped like the population
+    chunk = np.minimum(prompt, np.maximum(budget - slots, 1.0))  # decodes go first, prompts fill the rest
+    steps = np.ceil(prompt / chunk)
+    full = np.maximum(slots * (o - 1.0) / (steps + o - 1.0), 1.0)
+    scalar = np.ndim(one) == 0
+    ctx = i + o / 2.0
+    zero = 0.0 * one
+    t, comm = _steps(s, n, stack_phases(scalar, one, full * one, one, full * one),
+                     stack_phases(scalar, *[ctx * one] * 4), stack_phases(scalar, zero, zero, chunk * one, chunk * one),
+                     stack_phases(scalar, *[i * one] * 4), stack_phases(scalar, *[tp * one] * 4))
+    d1, df, m1, mf = split_phases(t.total + comm, 4, scalar)
+    p1, pf = steps * (m1 - d1), steps * (mf - df)
+    span = np.maximum(full - 1.0, 1e-9)
+    slope_d, slope_p = np.where(full > 1.0, (df - d1) / span, 0.0), np.where(full > 1.0, (pf - p1) / span, 0.0)
+    g = serving.Engine(a=d1 - slope_d, b=slope_d, c=p1 - slope_p, e=slope_p, slots=slots, full=full,
+                       prompt_steps=steps, output_len=o)
+    per_replica, itl = serving.capacity(g)
+    replicas = n["gpus"] / tp
+    dec = phase_timing(t, 1, 4, scalar)
+    comm_dec = split_phases(comm, 4, scalar)[1]
+    ttft = serving.REQUEST_S + itl / 2.0 + steps * itl  # at full load each chunk step is a mean step
+    m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1.0) * itl,
+         "kv_cache_bytes": kv_seq * slots, "max_batch": largest, "concurrency": slots * one,
+         "tokens_per_s": per_replica * o * replicas, "capacity_requests_per_s": per_replica * replicas,
+         "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
+         "prefill_compute_time_s": steps * (split_phases(t.compute, 4, scalar)[3] - dec.compute),
+         "decode_memory_time_s": dec.memory, "activity": 1.0 - (dec.overhead + comm_dec) / df,
+         "bottleneck": roofline.bottleneck(dec)}
+    if n["qps"] is not None:
+        _at_rate(m, g, n, replicas, o)
+    parts = [("weights", weights), ("KV cache", kv_seq * slots * kv_share), ("activations", work),
+             ("runtime reserve", cap - usable)]
+    return m, [(parts, cap, "of accelerator memory per GPU")]
+
+
+def _ttft_parts(g: serving.Engine, rate):
+    """(n, mean step, TTFT before queueing, slot holding time, stable) of a replica at `rate`."""
+    decoding, t, stable = serving.operating_point(g, rate)
+    chunk_steps = g.prompt_steps * serving.step_time(g, decoding) + serving.prefill_extra(g, decoding)
+    hold = chunk_steps + (g.output_len - 1.0) * t
+    return t, serving.REQUEST_S + t / 2.0 + chunk_steps, hold, stable
+
+
+def _at_rate(m: dict, g: serving.Engine, n: dict, replicas, o) -> None:
+    """The metrics at `--qps` (means and tails), columns throughout; replicas needed under the SLOs."""
+    rate = n["qps"] / replicas
+    t, base, hold, stable = _ttft_parts(g, rate)
+    wait = serving.erlang_c_column(g.slots, rate * hold) / np.maximum(g.slots / hold - rate, 1e-300)
+    # beyond capacity the means are those of the replica running full and the tails are left out (NaN)
+    at = {"ttft_s": base + wait, "itl_s": t, "request_latency_s": base + wait + (o - 1.0) * t}
+    at["concurrency"] = rate * at["request_latency_s"]
+    for q, key in ((0.5, "ttft_p50_s"), (0.99, "ttft_p99_s")):
+        at[key] = base + serving.wait_quantile_column(g.slots, hold, rate, q)
+    at["request_latency_p99_s"] = at["ttft_p99_s"] + (o - 1.0) * t
+    for key, value in at.items():
+        m[key] = np.where(stable, value, m.get(key, np.nan))
+    m["tokens_per_s"] = np.minimum(n["qps"], m["capacity_requests_per_s"]) * o
+    m["queue_utilization"] = np.where(stable, rate * hold / g.slots, n["qps"] / m["capacity_requests_per_s"])
+    needed = _replicas_needed(g, n, m["capacity_requests_per_s"] / replicas)
+    m.update(replicas_needed=needed, gpus_needed=needed * n["tp"], load_stable=stable)
+    for key, value in m.items():  # a single point's numbers as floats
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            m[key] = value.item()
+
+
+def _replicas_needed(g: serving.Engine, n: dict, per_replica):
+    """Fewest replicas whose queue is stable and whose p99 TTFT and mean ITL meet the SLOs given (NaN
+    where no count does: the SLO is below the unloaded TTFT or ITL). Both fall as replicas are added,
+    so a doubling search and a bisection over integers find it, column-wise."""
+    qps = n["qps"]
+    low = np.floor(qps / per_replica) + 1.0
+
+    def meets(r):
+        t, base, hold, stable = _ttft_parts(g, qps / r)
+        ok = stable
+        if n["ttft_slo"] is not None:
+            ok = ok & (base + serving.wait_quantile_column(g.slots, hold, qps / r, 0.99) <= n["ttft_slo"])
+        if n["itl_slo"] is not None:
+            ok = ok & (t <= n["itl_slo"])
+        return ok
+
+    if n["ttft_slo"] is None and n["itl_slo"] is None:
+        return low
+    reachable = meets(1e18 + 0.0 * low)
+    high = low
+    for _ in range(64):
+        good = meets(high) | ~reachable
+        if np.all(good):
+            break
+        high = np.where(good, high, high * 2.0)
+    for _ in range(64):
+        if np.all(high - low < 1):
+            break
+        mid = np.floor((low + high) / 2.0)
+        ok = meets(mid)
+        low, high = np.where(ok, low, mid + 1.0), np.where(ok, mid, high)
+    return np.where(reachable, high, np.nan)

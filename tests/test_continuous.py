@@ -1,0 +1,137 @@
+"""Continuous batching with chunked prefill: the operating point, capacity, memory plan and options,
+against arithmetic written out here."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dse
+from dse.models import serving
+
+SERVE = dict(workload="llama-3-8b", hardware="h100", mode="serve", precision="fp16")
+L, H, KV, D, F, V = 32, 4096, 8, 128, 14336, 128256
+PARAMS = 8_030_261_248
+
+
+def engine(**kw):
+    base = dict(a=5e-3, b=4e-5, c=2e-3, e=0.0, slots=128.0, full=120.0, prompt_steps=1.0, output_len=248.0)
+    return serving.Engine(**{**base, **kw})
+
+
+def test_operating_point_closed_form_when_prefill_cost_is_flat():
+    g, rate = engine(), 8.0
+    n, t, stable = serving.operating_point(g, rate)
+    # n (1 - rate c) = rate (O-1) (a + b n)  =>  n = rate (O-1) a / (1 - rate c - rate (O-1) b)
+    expected = rate * 247 * 5e-3 / (1 - rate * 2e-3 - rate * 247 * 4e-5)
+    assert n == pytest.approx(expected, rel=1e-12)
+    assert t == pytest.approx((5e-3 + 4e-5 * expected) / (1 - rate * 2e-3), rel=1e-12)
+    assert n == pytest.approx(rate * 247 * t, rel=1e-12)  # Little's law on the decode phase
+    assert stable
+
+
+def test_operating_point_quadratic_is_self_consistent():
+    g, rate = engine(e=1e-5), 6.0
+    n, t, stable = serving.operating_point(g, rate)
+    assert n == pytest.approx(rate * 247 * t, rel=1e-12)
+    assert t == pytest.approx((g.a + g.b * n) / (1 - rate * (g.c + g.e * n)), rel=1e-12)
+    assert stable
+
+
+def test_capacity_is_where_the_slots_fill():
+    g = engine()
+    cap, t_full = serving.capacity(g)
+    cycle = 1 + 247
+    assert t_full == pytest.approx(5e-3 + 4e-5 * 120 + 128 * 2e-3 / cycle, rel=1e-12)
+    assert cap == pytest.approx(128 / (cycle * t_full), rel=1e-12)
+    assert serving.operating_point(g, 0.99 * cap)[2]
+    assert not serving.operating_point(g, 1.01 * cap)[2]
+
+
+@pytest.mark.parametrize("c,load", [(1, 0.5), (2, 1.0), (8, 6.5), (128, 120.0)])
+def test_erlang_c_column_matches_the_recursion(c, load):
+    assert serving.erlang_c_column(c, load) == pytest.approx(serving.erlang_c(c, load), rel=1e-9)
+    assert serving.wait_quantile_column(c, 1.0, load, 0.99) == pytest.approx(
+        serving.wait_quantile(c, 1.0, load, 0.99), rel=1e-9, abs=1e-12)
+
+
+def test_engine_defaults_follow_vllm():
+    assert serving.engine_defaults("h100-sxm", 80 * 2**30) == (8192.0, 1024.0)
+    assert serving.engine_defaults("a100-sxm-80gb", 80 * 2**30) == (2048.0, 256.0)  # A100 excluded
+    assert serving.engine_defaults("l40s", 48 * 2**30) == (2048.0, 256.0)
+
+
+def test_max_batch_plans_memory_as_vllm_does():
+    i, o = 4032, 64
+    m = dse.evaluate(**SERVE, input_len=i, output_len=o)
+    usable = 0.9 * 80 * 2**30
+    weights = PARAMS * 2
+    kv = 2 * L * KV * D * (i + o) * 2  # 512 MiB per request at 4,096 tokens
+    work = 8192 * (2 * H + 2 * KV * D + 2 * F) * 2 + 1024 * V * 4  # a full step of 8,192 tokens
+    assert m["max_batch"] == (usable - weights - work) // kv == 111
+    assert m["concurrency"] == 111  # no --batch: what the KV cache holds (under max_num_seqs 1024)
+    assert m["memory_per_gpu_bytes"] == pytest.approx(80 * 2**30 - (usable - weights - work - 111 * kv), rel=1e-12)
+
+
+def test_at_a_rate_latencies_agree_with_littles_law():
+    m = dse.evaluate(**SERVE, batch=128, input_len=547, output_len=248, qps=8.0, max_batched_tokens=2048)
+    assert m["concurrency"] == pytest.approx(8.0 * m["request_latency_s"], rel=1e-12)
+    assert m["request_latency_s"] == pytest.approx(m["ttft_s"] + 247 * m["itl_s"], rel=1e-12)
+    assert m["tokens_per_s"] == pytest.approx(8.0 * 248, rel=1e-12)
+    assert m["ttft_p99_s"] >= m["ttft_p50_s"] >= m["ttft_s"] - m["itl_s"]
+    assert m["feasible"] is True and m["replicas_needed"] == 1
+    full = dse.evaluate(**SERVE, batch=128, input_len=547, output_len=248, max_batched_tokens=2048)
+    assert m["itl_s"] < full["itl_s"]  # a lighter load than the full replica
+
+
+def test_beyond_capacity_is_infeasible_with_the_capacity_in_numbers():
+    full = dse.evaluate(**SERVE, batch=64, input_len=547, output_len=248)
+    qps = 2.5 * full["capacity_requests_per_s"]
+    m = dse.evaluate(**SERVE, batch=64, input_len=547, output_len=248, qps=qps)
+    assert m["feasible"] is False
+    assert any("exceed the capacity" in r and f"{full['capacity_requests_per_s']:.3g}" in r
+               for r in m["infeasible_reasons"])
+    assert m["replicas_needed"] == math.floor(qps / full["capacity_requests_per_s"]) + 1 == 3
+    assert "ttft_p99_s" not in m
+
+
+def test_slos_raise_the_replicas_needed():
+    base = dict(**SERVE, batch=128, input_len=547, output_len=248, qps=30.0)
+    loose = dse.evaluate(**base)
+    tight = dse.evaluate(**base, itl_slo=0.8 * loose["itl_s"], gpus=4)
+    assert tight["replicas_needed"] > loose["replicas_needed"]
+    one = dse.evaluate(**base, itl_slo=0.8 * loose["itl_s"])
+    assert one["feasible"] is False and any("inter-token" in r for r in one["infeasible_reasons"])
+    assert dse.evaluate(**base, ttft_slo=1e-4)["feasible"] is False  # below the unloaded TTFT
+
+
+def test_prefix_cache_removes_prefill_compute():
+    base = dict(**SERVE, batch=64, input_len=2000, output_len=100, qps=4.0)
+    cold, warm = dse.evaluate(**base), dse.evaluate(**base, prefix_cache_hit=0.9)
+    assert warm["ttft_s"] < cold["ttft_s"]
+    assert warm["prefill_compute_time_s"] < 0.2 * cold["prefill_compute_time_s"]
+
+
+def test_evaluate_many_matches_evaluate():
+    rng = np.random.default_rng(3)
+    rows = [dict(**SERVE, batch=int(b), input_len=int(i), output_len=int(o), qps=float(q), max_batched_tokens=2048,
+                 prefix_cache_hit=float(h), itl_slo=0.03)
+            for b, i, o, q, h in zip(rng.integers(8, 256, 12), rng.integers(64, 3000, 12), rng.integers(16, 512, 12),
+                                     rng.uniform(0.5, 60, 12), rng.uniform(0, 0.9, 12), strict=True)]
+    many = dse.evaluate_many(pd.DataFrame(rows))
+    for j, row in enumerate(rows):
+        one = dse.evaluate(**row)
+        for key in ("ttft_s", "itl_s", "request_latency_s", "tokens_per_s", "max_batch", "concurrency", "feasible"):
+            assert many[key].iloc[j] == pytest.approx(one[key], rel=1e-9), (j, key)
+        if "ttft_p99_s" in one:
+            assert many["ttft_p99_s"].iloc[j] == pytest.approx(one["ttft_p99_s"], rel=1e-9)
+
+
+@pytest.mark.parametrize("option,value,words", [
+    ("max_batched_tokens", 0, ">= 1"), ("max_batched_tokens", 10**6, "context of 8192"),
+    ("prefix_cache_hit", 1.0, "< 1"), ("prefix_cache_hit", -0.1, ">= 0"), ("qps", 0, "> 0"),
+    ("scheduler", "continous", "continuous"), ("prefill_batch", 4, "--scheduler static")])
+def test_bad_engine_options_are_named(option, value, words):
+    with pytest.raises(dse.UserInputError) as err:
+        dse.evaluate(**SERVE, batch=8, **{option: value})
+    assert option.replace("_", "-") in str(err.value) and words in str(err.value)
