@@ -31,9 +31,59 @@ def add_parsers(sub) -> None:
     f.add_argument("--json", action="store_true", help="print one JSON object (study, objectives, evaluated, front)")
     f.add_argument("--csv", metavar="F", help="write the front to a CSV file")
     f.add_argument("--plot", metavar="F", help="write a plot: F.png (matplotlib) or F.html (plotly)")
+    _report_parser(sub)
     s = sub.add_parser("sweep", help="evaluate a study's whole space: the exact Pareto front")
     s.add_argument("study", metavar="STUDY.toml")
     s.add_argument("--json", action="store_true", help="print one JSON object, with space_size, feasible, seconds")
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="a procurement report: recommendations, runners-up, sensitivity, assumptions",
+                       description="Run the study to its target if needed, then recommend (DESIGN.md 4.2).")
+    p.add_argument("study", metavar="STUDY.toml")
+    p.add_argument("--storage", help="Optuna storage URL or journal file (default: a journal beside the study)")
+    p.add_argument("--trials", type=str, help="target total of trials in the storage (default: the study's)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--md", metavar="F", help="write the report as Markdown (charts as PNG files beside it)")
+    p.add_argument("--html", metavar="F", help="write the report as one HTML page, charts embedded")
+    p.add_argument("--vary", metavar="NAMES", help="comma-separated uncertain inputs to vary (default: all of "
+                   "electricity_price, pue, grid_intensity, gpu_hour_price, gpu_price, utilisation, hardware_life)")
+    p.add_argument("--robust", action="store_true", help="add the robust front (dominance with every input at its "
+                   "worse end)")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """`dse report`: the procurement report as text, JSON, Markdown or HTML."""
+    from dse.procurement import build, render, text
+
+    study = load_study(args.study, args.storage)
+    vary = [v.strip() for v in args.vary.split(",") if v.strip()] if args.vary is not None else None
+    rep = build(study, trials=_whole("--trials", args.trials, 1), vary=vary, robust=args.robust,
+                progress=not args.json)
+    pictures = render.charts(rep, study) if args.md or args.html else {}
+    if args.md:
+        render.markdown(rep, pictures, args.md)
+    if args.html:
+        render.html_page(rep, pictures, args.html)
+    if args.json:
+        print(json.dumps(rep, indent=2, default=fr.plain))
+        return 0
+    objectives = [o["metric"] for o in rep["objectives"]]
+    print(f"{rep['study']}: {rep['question']}")
+    if rep["recommendations"]["cheapest"] is None:
+        print("no feasible design: " + "; ".join(rep["notes"]))
+        return 0
+    for role, r in rep["recommendations"].items():
+        print("  " + text.recommendation(role, r, objectives))
+    flips = [text.flip(e, rep["recommendations"][e["recommendation"]]) for e in rep["sensitivity"]
+             if e["flips_at"] is not None]
+    print("What would change the answer:" if flips else "No recommendation flips inside the catalog ranges.")
+    for f in flips:
+        print("  " + f)
+    for f in (args.md, args.html):
+        if f:
+            print(f"report written to {f}")
+    return 0
 
 
 def _whole(option: str, text: str | None, low: int) -> int | None:

@@ -84,10 +84,15 @@ NUMERIC: dict[str, Field] = {
                         "carbon (default: the catalog's)"),
     "repair_hours": Field("real", 0, 1e5, inclusive=False, help="hours a failed serving replica stays out, for N+k "
                           "spares (default: the catalog's restart time)"),
+    "gpu_hour_price": Field("real", 0, 1e4, inclusive=False, help="rental price, USD per GPU-hour (rent only; default: "
+                            "the catalog's for the accelerator and --purchase class)"),
+    "gpu_price": Field("real", 0, 1e8, inclusive=False, help="purchase price per accelerator with its share of host, "
+                       "network and storage, USD (buy only; default: from the catalog)"),
 }
 ECONOMICS = ("duration_days", "pue", "grid_g_per_kwh", "electricity_price", "fleet_utilization", "life_years",
-             "repair_hours", "region", "purchase")
-BUY_ONLY = ("electricity_price", "fleet_utilization")
+             "repair_hours", "gpu_hour_price", "gpu_price", "region", "purchase")
+BUY_ONLY = ("electricity_price", "fleet_utilization", "gpu_price")
+RENT_ONLY = ("gpu_hour_price",)
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "precision": PRECISIONS, "weight_precision": PRECISIONS, "recompute": RECOMPUTE,
     "purchase": ("rent", "rent-reserved", "rent-gpu-cloud", "buy"),
@@ -218,6 +223,10 @@ def check_horizon(given: dict, purchase: str) -> None:
         for key in (k for k in BUY_ONLY if k in present):
             raise UserInputError(option(key), _first(given[key])[0], "used only with --purchase buy (a rental "
                                  "price includes power and the provider's utilisation)")
+    if purchase == "buy":
+        for key in (k for k in RENT_ONLY if k in present):
+            raise UserInputError(option(key), _first(given[key])[0], "used only when renting (--purchase rent, "
+                                 "rent-reserved or rent-gpu-cloud)")
     region = given.get("region")
     if region is not None and not (isinstance(region, str) and region.strip()):
         raise UserInputError("--region", region, "a region name (see `dse catalog regions`)")

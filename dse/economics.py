@@ -222,14 +222,14 @@ def apply(m: dict, n: dict, mode: str, site: Site) -> dict:
     if site.purchase == "buy":
         util = _given(n, "fleet_utilization", 1.0)
         price = _given(n, "electricity_price", site.price_usd_per_kwh)
-        hardware = site.hardware_usd * gpus
+        hardware = _given(n, "gpu_price", site.hardware_usd) * gpus
         capex = cost.owned_capex_usd(hardware, held, life, util)
         opex = cost.owned_opex_usd(hardware, energy, price, site.provisioned_w * gpus, site.facility_usd_per_w_s,
                                    site.maintenance_per_s, held, util)
         out["hardware_cost_usd"] = hardware
     else:  # the provider's own utilisation is in its price; no capex of ours (NaN when the price is unknown)
         util = 1.0
-        opex = cost.rent_usd(site.rent_usd_per_h, gpus, held)
+        opex = cost.rent_usd(_given(n, "gpu_hour_price", site.rent_usd_per_h), gpus, held)
         capex = 0.0 * opex
     embodied = carbon.embodied_kg(site.embodied_kg, gpus, held / util, life)  # idle owned time is ours too
     out.update(fleet_gpus=gpus, horizon_s=held, gpu_hours=gpus * held / 3600.0, power_w=it_w, energy_kwh=energy,
