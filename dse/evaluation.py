@@ -314,7 +314,11 @@ def _block(s: Setup, n: dict, rows, slo: bool, site: economics.Site | None) -> p
     _not_applicable(m, n, s.mode)
     metrics = common(m, checks, n, [], s.ex.compute)
     if slo and n["scheduler"] == "continuous":  # columns throughout
+        fits = metrics["feasible"]
         service_levels(metrics, n, [])
+        for key in ("replicas_needed", "gpus_needed"):  # a replica that does not fit cannot be counted
+            if key in metrics:
+                metrics[key] = np.where(fits, metrics[key], np.nan)
     metrics.pop("infeasible_reasons")
     block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
     if slo and n["scheduler"] == "static":

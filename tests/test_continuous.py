@@ -130,8 +130,8 @@ def test_evaluate_many_matches_evaluate():
 @pytest.mark.parametrize("option,value,words", [
     ("max_batched_tokens", 0, ">= 1"), ("max_batched_tokens", 10**6, "context of 8192"),
     ("prefix_cache_hit", 1.0, "< 1"), ("prefix_cache_hit", -0.1, ">= 0"), ("qps", 0, "> 0"),
-    ("scheduler", "continous", "continuous"), ("prefill_batch", 4, "--scheduler static")])
+    ("scheduler", "continous", "continuous"), ("prefill_batch", 4, "scheduler static")])
 def test_bad_engine_options_are_named(option, value, words):
     with pytest.raises(dse.UserInputError) as err:
         dse.evaluate(**SERVE, batch=8, **{option: value})
-    assert option.replace("_", "-") in str(err.value) and words in str(err.value)
+    assert option in str(err.value) and words in str(err.value)
