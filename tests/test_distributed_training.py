@@ -227,17 +227,17 @@ def test_plan_ranks_valid_layouts_feasible_first():
 # --- bad layouts -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,fragments", [
-    (dict(gpus=64, tp=8, pp=2, dp=8), ("--gpus", "64", "--tp x --pp x --dp x --cp (128)")),
-    (dict(gpus=60, tp=8), ("--gpus", "60", "a multiple of --tp x --pp x --cp (8)")),
-    (dict(gpus=6, tp=6), ("--tp", "6", "64 attention heads and 8 KV heads")),
-    (dict(gpus=96, pp=96), ("--pp", "96", "at most llama-3-70b's 80 layers")),
-    (dict(gpus=8, batch=12, micro_batch=1), ("--batch", "12", "a multiple of --dp x --micro-batch (8)")),
-    (dict(gpus=8, vp=2), ("--vp", "2", "without pipeline parallelism")),
-    (dict(gpus=8, ep=2), ("--ep", "2", "llama-3-70b is dense")),
-    (dict(gpus=8, tp=0), ("--tp", "0", ">= 1")),
-    (dict(gpus=-8), ("--gpus", "-8", ">= 1")),
-    (dict(gpus=8, pp=2, vp=41), ("--vp", "41", "80 layers divided by --pp (2)")),
-    (dict(gpus=8, cp=3, seq_len=4096), ("--cp", "3", "a divisor of --seq-len (4096)")),
+    (dict(gpus=64, tp=8, pp=2, dp=8), ("gpus", "64", "tp x pp x dp x cp (128)")),
+    (dict(gpus=60, tp=8), ("gpus", "60", "a multiple of tp x pp x cp (8)")),
+    (dict(gpus=6, tp=6), ("tp", "6", "64 attention heads and 8 KV heads")),
+    (dict(gpus=96, pp=96), ("pp", "96", "at most llama-3-70b's 80 layers")),
+    (dict(gpus=8, batch=12, micro_batch=1), ("batch", "12", "a multiple of dp x micro_batch (8)")),
+    (dict(gpus=8, vp=2), ("vp", "2", "without pipeline parallelism")),
+    (dict(gpus=8, ep=2), ("ep", "2", "llama-3-70b is dense")),
+    (dict(gpus=8, tp=0), ("tp", "0", ">= 1")),
+    (dict(gpus=-8), ("gpus", "-8", ">= 1")),
+    (dict(gpus=8, pp=2, vp=41), ("vp", "41", "80 layers divided by pp (2)")),
+    (dict(gpus=8, cp=3, seq_len=4096), ("cp", "3", "a divisor of seq_len (4096)")),
 ])
 def test_bad_layouts_name_the_rule(kwargs, fragments):
     options = dict(workload="llama-3-70b", **H100, **{"batch": 64, **kwargs})
