@@ -72,8 +72,7 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     if s.mode == "serve" and SLO_OPTIONS.intersection(nums):
         fits = metrics["feasible"]
         service_levels(metrics, n, notes if notes is not None else [])
-        if not fits:  # a replica that does not fit cannot be counted
-            metrics.pop("replicas_needed", None), metrics.pop("gpus_needed", None)
+        _uncounted(metrics, fits)
     if site is not None:
         metrics.update(economics.apply(metrics, n, s.mode, site))
         if notes is not None:
@@ -91,6 +90,16 @@ def _not_applicable(m: dict, n: dict, mode: str) -> None:
     if mode == "serve" and "itl_s" in m:
         itl = np.where(n["output_len"] > 1, m["itl_s"], np.nan)
         m["itl_s"] = itl if np.ndim(itl) else float(itl)
+
+
+def _uncounted(m: dict, fits) -> None:
+    """A replica that does not fit in memory cannot be counted: `replicas_needed` and `gpus_needed`
+    are left out for such a point (NaN on such rows of a column)."""
+    for key in ("replicas_needed", "gpus_needed"):
+        if key in m and np.ndim(fits):
+            m[key] = np.where(fits, m[key], np.nan)
+        elif key in m and not fits:
+            del m[key]
 
 
 def _horizon(given: dict) -> bool:
@@ -316,9 +325,7 @@ def _block(s: Setup, n: dict, rows, slo: bool, site: economics.Site | None) -> p
     if slo and n["scheduler"] == "continuous":  # columns throughout
         fits = metrics["feasible"]
         service_levels(metrics, n, [])
-        for key in ("replicas_needed", "gpus_needed"):  # a replica that does not fit cannot be counted
-            if key in metrics:
-                metrics[key] = np.where(fits, metrics[key], np.nan)
+        _uncounted(metrics, fits)
     metrics.pop("infeasible_reasons")
     block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
     if slo and n["scheduler"] == "static":
@@ -340,8 +347,7 @@ def _service_level_rows(block: pd.DataFrame, n: dict, size: int) -> None:
         m = {k: block.at[idx, k] for k in ("request_latency_s", "replicas", "ttft_s", "itl_s")}
         m.update(feasible=bool(block.at[idx, "feasible"]), infeasible_reasons=[])
         service_levels(m, row, [])
-        if not block.at[idx, "feasible"]:  # a replica that does not fit cannot be counted
-            m.pop("replicas_needed", None), m.pop("gpus_needed", None)
+        _uncounted(m, bool(block.at[idx, "feasible"]))
         block.loc[idx, "feasible"] = m["feasible"]
         for k in ("queue_utilization", "ttft_p50_s", "ttft_p99_s", "request_latency_p99_s", "replicas_needed",
                   "gpus_needed") if queued else ():

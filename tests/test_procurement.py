@@ -146,9 +146,9 @@ def test_price_options_replace_the_catalog_prices():
     own = dse.evaluate(**SCENARIO, hardware="h100-sxm", batch=64, purchase="buy", gpu_price=40_000.0, life_years=5)
     years = 365 * 86400 / (365.25 * 86400)
     assert own["capex_usd"] == pytest.approx(40_000.0 * own["fleet_gpus"] * years / 5, rel=1e-12)
-    with pytest.raises(UserInputError, match="--gpu-hour-price"):
+    with pytest.raises(UserInputError, match="gpu_hour_price"):
         dse.evaluate(**SCENARIO, hardware="h100-sxm", purchase="buy", gpu_hour_price=2.0)
-    with pytest.raises(UserInputError, match="--gpu-price"):
+    with pytest.raises(UserInputError, match="gpu_price"):
         dse.evaluate(**SCENARIO, hardware="h100-sxm", purchase="rent", gpu_price=2.0)
 
 
