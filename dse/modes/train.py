@@ -40,8 +40,6 @@ from dse.modes.setup import Setup, relabel
 GEMMS = ("qkv_proj", "out_proj", "mlp", "router")
 ELEMENTWISE = ("activation", "norms", "residual")
 ATTENTION_BACKWARD = 2.5  # FlashAttention-2 backward over forward (Dao 2023)
-# with sequence parallelism the norms and residual adds are split along the sequence too
-SP_SHARDED = (*transformer.TP_SHARDED, "norms", "residual", "final_norm")
 
 
 @lru_cache(maxsize=64)
@@ -50,11 +48,24 @@ def _sixteen_bit(device: Accelerator) -> Execution:
     return resolve(device, "bf16", None)
 
 
+@lru_cache(maxsize=256)
+def _pick(all_names: tuple[str, ...], names: tuple[str, ...], invert: bool) -> np.ndarray:
+    return np.flatnonzero([(name in names) != invert for name in all_names])
+
+
 def _time(table: roofline.OpTable, names, s: Setup, ex: Execution, invert: bool = False) -> roofline.Timing:
     """Roofline of the operators named (or, with `invert`, of all others) in a pass."""
-    pick = np.array([(name in names) != invert for name in table.names])
-    return roofline.run(replace(table, repeat=table.repeat * pick), ex, s.eff, bandwidth=s.device.memory_bandwidth,
-                        weight_bytes=max(s.weight_bytes, 2.0), tensor_speedup=1.0)
+    pick = _pick(table.names, names, invert)
+    sub = replace(table, names=tuple(table.names[i] for i in pick),
+                  **{f: getattr(table, f)[pick] for f in ("repeat", "weights", "flops_tensor", "rows", "flops_vector",
+                                                           "act_bytes", "kernels")})
+    return roofline.run(sub, ex, s.eff, bandwidth=s.device.memory_bandwidth, weight_bytes=max(s.weight_bytes, 2.0),
+                        tensor_speedup=1.0)
+
+
+def _per_rank(t: roofline.Timing, tp):
+    """A pass's time on one of `tp` ranks that split every operator's work evenly."""
+    return (t.total - t.overhead) / tp + t.overhead
 
 
 def _exposed(traffic, window, interference: float):
@@ -89,21 +100,26 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
 
     # one micro-batch's forward on one GPU: its share of the sequence (cp) and of heads, columns and
     # sequence (tp, with sequence parallelism)
-    rows = mb / cp + 0.0 * (tp + pp + dp + vp)
+    rows = mb / cp
     table = transformer.pass_ops(w, rows, seq, seq, seq, act, s.ex.kv_bytes)
-    table = transformer.shard(table, tp, SP_SHARDED)
-    gemm = _time(table, GEMMS, s, s.ex)
+    # the layer's GEMMs and element-wise work (one roofline when they share the arithmetic), attention,
+    # and the embedding and LM head
+    gemm = _time(table, GEMMS if fp8 else (*GEMMS, *ELEMENTWISE), s, s.ex)
     attn = _time(table, ("attention",), s, ex16)
-    elem = _time(table, ELEMENTWISE, s, ex16)
     head = _time(table, (*GEMMS, "attention", *ELEMENTWISE), s, ex16, invert=True)
+    parts = [gemm, attn, head] + ([_time(table, ELEMENTWISE, s, ex16)] if fp8 else [])
+    # tensor parallelism with sequence parallelism splits every operator's FLOP and bytes (heads, MLP
+    # columns, vocabulary, and the sequence for norms and residual adds; the GEMM rows stay), so each
+    # operator's roofline time divides by tp; kernel launches do not
+    g, a, hd, e = (*(_per_rank(t, tp) for t in parts), 0.0)[:4]
     L = w.layers
     layers = np.ceil(L / pp)  # the slowest stage's layers (it also holds the LM head)
-    fwd_layer = (gemm.total + attn.total + elem.total) / L
-    bwd_layer = (2.0 * (gemm.total + elem.total) + ATTENTION_BACKWARD * attn.total) / L
+    fwd_layer = (g + a + e) / L
+    bwd_layer = (2.0 * (g + e) + ATTENTION_BACKWARD * a) / L
     recompute = fwd_layer if s.recompute == "full" else 0.0
     passes = 2.0 + (1.0 if s.recompute == "full" else 0.0)  # forward, backward, recomputed forward
-    fwd_mb = layers * fwd_layer + head.total
-    compute_mb = layers * (fwd_layer + bwd_layer + recompute) + 3.0 * head.total
+    fwd_mb = layers * fwd_layer + hd
+    compute_mb = layers * (fwd_layer + bwd_layer + recompute) + 3.0 * hd
 
     # tensor parallelism with sequence parallelism: an all-gather and a reduce-scatter of the layer's
     # [tokens x h] activations around attention and around the MLP, in each pass (Korthikanti 2022, 4.2.2)
@@ -115,7 +131,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # reduce-scattered in the backward, under the attention they feed
     k_cp = _group_size_per_node(tp, cp, per_node)
     kv = comm.hierarchical_allgather(mb * seq * 2.0 * w.kv_heads * w.head_dim * act / tp, cp, k_cp, *links)
-    attn_layer = attn.total / L
+    attn_layer = a / L
     cp_layer = (_exposed(kv, attn_layer, s.eff.interference) * (passes - 1.0)
                 + _exposed(2.0 * kv, ATTENTION_BACKWARD * attn_layer, s.eff.interference))
     cp_mb = layers * cp_layer
@@ -158,7 +174,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     hw_flops = model_flops * (4.0 / 3.0) if s.recompute == "full" else model_flops
     peak = s.ex.tensor_rate * n["gpus"]
     exposed = m * (tp_mb + cp_mb + ep_mb) + p2p + dp_exposed
-    launches = (gemm.overhead + attn.overhead + elem.overhead) / L * layers * (1.0 + passes) + head.overhead * 3.0
+    launches = (sum(t.overhead for t in parts) - head.overhead) / L * layers * (1.0 + passes) + head.overhead * 3.0
     out = {"step_time_s": step, "samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * seq,
            "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),
            "model_tflops_per_gpu": model_flops / step / n["gpus"] / 1e12,
