@@ -245,3 +245,16 @@ def test_bad_layouts_name_the_rule(kwargs, fragments):
         dse.evaluate(**options)
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)
+
+
+def test_unfused_attention_keeps_5as2b_that_selective_recomputation_drops(tmp_path):
+    f = tmp_path / "gpt.toml"
+    f.write_text('name = "gpt-unfused"\nfamily = "transformer"\nlayers = 24\nhidden = 2304\nheads = 24\n'
+                 'vocab = 51200\nseq_len = 2048\ntied_embeddings = true\nattention = "unfused"\n')
+    base = dict(workload_file=str(f), hardware="a100-sxm-80gb", mode="train", precision="fp16", gpus=8, tp=8,
+                batch=8, micro_batch=1)
+    none, sel = dse.evaluate(**base, recompute="none"), dse.evaluate(**base, recompute="selective")
+    # Korthikanti et al. 2022: softmax output, dropout mask and output, 5 a s^2 b bytes a layer, over tp
+    assert none["memory_per_gpu_bytes"] - sel["memory_per_gpu_bytes"] == pytest.approx(
+        24 * 5 * 24 * 2048**2 * 1 / 8, rel=1e-9)
+    assert sel["step_time_s"] > none["step_time_s"]  # the attention core runs again

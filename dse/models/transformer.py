@@ -215,19 +215,23 @@ def training_activation_bytes(w: Transformer, batch, seq_len, recompute: str, ac
     Korthikanti's 34*s*b*h less the two dropout masks. `selective` recomputation is what
     FlashAttention already does, so it keeps the same; `full` keeps only each layer's input (h).
     fp32 logits (s*b*V*4 bytes) are added."""
-    elements = sum(layer_activation_elements(w, recompute))
+    elements = sum(layer_activation_elements(w, recompute, seq_len))
     return w.layers * seq_len * batch * elements * act_bytes + seq_len * batch * w.vocab * 4.0
 
 
-def layer_activation_elements(w: Transformer, recompute: str) -> tuple[float, float]:
+def layer_activation_elements(w: Transformer, recompute: str, seq_len=0.0) -> tuple[float, float]:
     """Elements one layer keeps per token for its backward (see `training_activation_bytes`), split
     into what tensor parallelism leaves whole on every rank (the QKV and MLP inputs and the two norm
     inputs, 4h; Korthikanti et al. 2022's "10" less the dropout masks) and what it splits by heads or
-    columns (Q, O, K, V and the MLP intermediates). Full recomputation keeps the layer input only."""
+    columns (Q, O, K, V and the MLP intermediates). Full recomputation keeps the layer input only.
+    Unfused attention also keeps the softmax output, the dropout mask and its output, 5as^2b bytes
+    (2.5 a s elements per token of a `seq_len` sequence), which selective recomputation drops
+    (Korthikanti et al. 2022, sections 4.1 and 5)."""
     if recompute == "full":
         return float(w.hidden), 0.0
     kvd = w.kv_heads * w.head_dim
-    return 4.0 * w.hidden, 2.0 * w.hidden + 2.0 * kvd + _mlp_mats(w) * w.ffn_hidden * w.top_k
+    scores = 2.5 * w.heads * seq_len if w.attention == "unfused" and recompute == "none" else 0.0
+    return 4.0 * w.hidden, 2.0 * w.hidden + 2.0 * kvd + _mlp_mats(w) * w.ffn_hidden * w.top_k + scores
 
 
 # Operators split across tensor-parallel ranks (Shoeybi et al. 2019, Megatron-LM, section 3): attention

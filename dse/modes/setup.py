@@ -68,7 +68,7 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
         notes.append("fp8 training keeps 16-bit weights and gradients and casts them per GEMM (Transformer Engine)")
     if mode == "serve" and ex.kv_bytes < 2:
         notes.append(f"KV cache stored in {ex.compute} ({ex.kv_bytes:g} B/element)")
-    if recompute == "selective":
+    if recompute == "selective" and getattr(workload, "attention", "") == "flash":
         notes.append("selective recomputation (of the attention core) is what FlashAttention does by "
                      "construction: same memory and time as none")
     if recompute != "none" and not isinstance(workload, Transformer):

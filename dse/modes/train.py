@@ -30,6 +30,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 
 from dse.catalog import CNN, Accelerator, Transformer
 from dse.models import cnn, roofline, training, transformer
@@ -63,9 +64,23 @@ def _time(table: roofline.OpTable, names, s: Setup, ex: Execution, invert: bool 
                         tensor_speedup=1.0)
 
 
-def _per_rank(t: roofline.Timing, tp):
-    """A pass's time on one of `tp` ranks that split every operator's work evenly."""
-    return (t.total - t.overhead) / tp + t.overhead
+def _per_rank(t: roofline.Timing, tp, back):
+    """A pass's time on one of `tp` ranks that split every operator's work evenly (`back` maps the
+    distinct points timed to the population's rows; None for one point)."""
+    total, overhead = (t.total, t.overhead) if back is None else (t.total[back], t.overhead[back])
+    return (total - overhead) / tp + overhead
+
+
+def _distinct(rows, seq):
+    """The distinct (rows, seq) pairs of a population and the map back to its points; for one point,
+    the point itself and None."""
+    if not (np.ndim(rows) or np.ndim(seq)):
+        return (rows, seq), None
+    rows, seq = np.broadcast_arrays(rows, seq)
+    r, rows_seen = pd.factorize(rows)  # hashing: linear in the points, no sort
+    q, seqs_seen = pd.factorize(seq)
+    back, pairs = pd.factorize(r * len(seqs_seen) + q)
+    return (rows_seen[pairs // len(seqs_seen)], seqs_seen[pairs % len(seqs_seen)]), back
 
 
 def _exposed(traffic, window, interference: float):
@@ -101,7 +116,9 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # one micro-batch's forward on one GPU: its share of the sequence (cp) and of heads, columns and
     # sequence (tp, with sequence parallelism)
     rows = mb / cp
-    table = transformer.pass_ops(w, rows, seq, seq, seq, act, s.ex.kv_bytes)
+    # a population holds few distinct (micro-batch / cp, sequence) pairs: time each pair once
+    distinct, back = _distinct(rows, seq)
+    table = transformer.pass_ops(w, *distinct, distinct[1], distinct[1], act, s.ex.kv_bytes)
     # the layer's GEMMs and element-wise work (one roofline when they share the arithmetic), attention,
     # and the embedding and LM head
     gemm = _time(table, GEMMS if fp8 else (*GEMMS, *ELEMENTWISE), s, s.ex)
@@ -111,12 +128,14 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # tensor parallelism with sequence parallelism splits every operator's FLOP and bytes (heads, MLP
     # columns, vocabulary, and the sequence for norms and residual adds; the GEMM rows stay), so each
     # operator's roofline time divides by tp; kernel launches do not
-    g, a, hd, e = (*(_per_rank(t, tp) for t in parts), 0.0)[:4]
+    g, a, hd, e = (*(_per_rank(t, tp, back) for t in parts), 0.0)[:4]
     L = w.layers
     layers = np.ceil(L / pp)  # the slowest stage's layers (it also holds the LM head)
     fwd_layer = (g + a + e) / L
     bwd_layer = (2.0 * (g + e) + ATTENTION_BACKWARD * a) / L
-    recompute = fwd_layer if s.recompute == "full" else 0.0
+    # full recomputation repeats the layer's forward; selective repeats the attention core, which a
+    # fused (FlashAttention) kernel recomputes in its backward anyway
+    recompute = {"full": fwd_layer, "selective": a / L if w.attention == "unfused" else 0.0}.get(s.recompute, 0.0)
     passes = 2.0 + (1.0 if s.recompute == "full" else 0.0)  # forward, backward, recomputed forward
     fwd_mb = layers * fwd_layer + hd
     compute_mb = layers * (fwd_layer + bwd_layer + recompute) + 3.0 * hd
@@ -174,7 +193,8 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     hw_flops = model_flops * (4.0 / 3.0) if s.recompute == "full" else model_flops
     peak = s.ex.tensor_rate * n["gpus"]
     exposed = m * (tp_mb + cp_mb + ep_mb) + p2p + dp_exposed
-    launches = (sum(t.overhead for t in parts) - head.overhead) / L * layers * (1.0 + passes) + head.overhead * 3.0
+    over = [np.max(t.overhead) for t in parts]  # launches: the same for every point
+    launches = (sum(over) - over[2]) / L * layers * (1.0 + passes) + over[2] * 3.0
     out = {"step_time_s": step, "samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * seq,
            "mfu": model_flops / (step * peak), "hfu": hw_flops / (step * peak),
            "model_tflops_per_gpu": model_flops / step / n["gpus"] / 1e12,
@@ -188,10 +208,11 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     if n["tokens"] is not None:
         out["time_to_train_s"] = n["tokens"] / out["tokens_per_s"]
     label = roofline.bottleneck(gemm)
+    label = label if back is None else label[back]
     out["bottleneck"] = relabel(exposed > m * compute_mb, "communication", label)
 
     # memory per GPU
-    rep, shd = transformer.layer_activation_elements(w, s.recompute)
+    rep, shd = transformer.layer_activation_elements(w, s.recompute, seq)
     per_layer = training.layer_activation_bytes(rep, shd, tokens, tp, act)
     logits = tokens * w.vocab * 4.0 / tp  # fp32 vocabulary-parallel logits of one micro-batch
     first = per_layer * layers * training.in_flight_factor(pp, m, vp)
