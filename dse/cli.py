@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UnknownNameError("option", extra[0].split("=")[0], known, where=f"dse {args.command} --help")
         commands = {"eval": _run_eval, "catalog": _run_catalog, "run": cli_study.run_run,
                     "front": cli_study.run_front, "sweep": cli_study.run_sweep, "plan": plan.run_cli,
-                    "report": cli_study.run_report}
+                    "report": cli_study.run_report, "worker": cli_study.run_worker,
+                    "dashboard": cli_study.run_dashboard}
         return commands[args.command](args)
     except DSEError as exc:
         print(f"dse {args.command}: error: {exc}", file=sys.stderr)

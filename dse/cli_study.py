@@ -1,8 +1,10 @@
-"""`dse run`, `dse front` and `dse sweep`: their options, and the tables and JSON they print."""
+"""`dse run`, `dse worker`, `dse dashboard`, `dse front` and `dse sweep`: their options, and the tables and
+JSON they print."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pandas as pd
 
@@ -10,24 +12,39 @@ from dse import front as fr
 from dse import report
 from dse.errors import UserInputError
 from dse.objectives import Objectives
-from dse.study import SAMPLERS, Study, load_study
+from dse.study import ENV_STORAGE, HOST, SAMPLERS, Study, load_study
 from dse.studyfile import StudySpec
 from dse.sweep import save, saved_front, sweep
 
 
 def add_parsers(sub) -> None:
-    """Add `run`, `front` and `sweep` to the `dse` command's subparsers."""
+    """Add `run`, `worker`, `dashboard`, `front` and `sweep` to the `dse` command's subparsers."""
     r = sub.add_parser("run", help="run an optimization study to its target number of trials",
                        description="Run a study (DESIGN.md 4.2); running again resumes it.")
     r.add_argument("study", metavar="STUDY.toml")
     r.add_argument("--trials", type=str, help="target total of trials in the storage (default: the study's)")
     r.add_argument("--sampler", help=f"{' | '.join(SAMPLERS)} (default: the study's, else auto)")
     r.add_argument("--seed", type=str, help="sampler seed (default: the study's)")
-    r.add_argument("--storage", help="Optuna storage URL or journal file (default: a journal beside the study)")
+    r.add_argument("--storage", help=STORAGE_HELP)
+    r.add_argument("--workers", type=str, help="local worker processes sharing the storage and the target")
     r.add_argument("--json", action="store_true", help="print the front as one JSON object")
+    w = sub.add_parser("worker", help="one of many workers filling one study (on any host) to its target",
+                       description="Run trials of a study in a storage shared with other workers (DESIGN.md 4.2): "
+                                   "all stop together when the storage holds the target.")
+    w.add_argument("study", metavar="STUDY.toml")
+    w.add_argument("--storage", help=f"the shared storage, e.g. postgresql://user@host/db (or ${ENV_STORAGE})")
+    w.add_argument("--trials", type=str, help="target total of trials in the storage (default: the study's)")
+    w.add_argument("--sampler", help=f"{' | '.join(SAMPLERS)} (default: the study's, else auto)")
+    w.add_argument("--seed", type=str, help="base seed; each worker draws its own from it, its host and process")
+    d = sub.add_parser("dashboard", help="optuna-dashboard on a study's storage",
+                       description="Serve optuna-dashboard on the study's storage until interrupted (Ctrl-C).")
+    d.add_argument("study", metavar="STUDY.toml")
+    d.add_argument("--storage", help=STORAGE_HELP)
+    d.add_argument("--port", type=str, default="8080", help="port to listen on (default 8080)")
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     f = sub.add_parser("front", help="the Pareto front of a study: table, JSON, CSV or plot")
     f.add_argument("study", metavar="STUDY.toml")
-    f.add_argument("--storage", help="Optuna storage URL or journal file (default: a journal beside the study)")
+    f.add_argument("--storage", help=STORAGE_HELP)
     f.add_argument("--json", action="store_true", help="print one JSON object (study, objectives, evaluated, front)")
     f.add_argument("--csv", metavar="F", help="write the front to a CSV file")
     f.add_argument("--plot", metavar="F", help="write a plot: F.png (matplotlib) or F.html (plotly)")
@@ -35,6 +52,12 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("sweep", help="evaluate a study's whole space: the exact Pareto front")
     s.add_argument("study", metavar="STUDY.toml")
     s.add_argument("--json", action="store_true", help="print one JSON object, with space_size, feasible, seconds")
+    s.add_argument("--dask", metavar="ADDRESS", help="evaluate the chunks on a Dask cluster: its scheduler's "
+                   "address (tcp://host:8786), or local:N for N local worker processes")
+
+
+STORAGE_HELP = (f"Optuna storage URL or journal file (default: ${ENV_STORAGE}, else the study's, else a journal "
+                "beside the study)")
 
 
 def _report_parser(sub) -> None:
@@ -99,10 +122,13 @@ def _whole(option: str, text: str | None, low: int) -> int | None:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """`dse run`: run the study to its target, then print its knee (or the front as JSON)."""
+    """`dse run`: run the study to its target (in `--workers` processes), then print its knee (or the
+    front as JSON)."""
     study = load_study(args.study, args.storage)
-    summary = study.run(trials=_whole("--trials", args.trials, 1), sampler=args.sampler,
-                        seed=_whole("--seed", args.seed, 0), progress=not args.json)
+    options = {"trials": _whole("--trials", args.trials, 1), "sampler": args.sampler,
+               "seed": _whole("--seed", args.seed, 0), "progress": not args.json}
+    workers = _whole("--workers", args.workers, 1)
+    summary = study.run(**options) if workers is None else study.run_workers(workers, **options)
     if args.json:
         return _show(study, True, extra={"sampler": summary.sampler, "new": summary.new,
                                          "seconds": round(summary.seconds, 3)})
@@ -121,10 +147,31 @@ def run_front(args: argparse.Namespace) -> int:
     return _show(study, args.json, csv=args.csv, plot=args.plot)
 
 
+def run_worker(args: argparse.Namespace) -> int:
+    """`dse worker`: run trials in the shared storage until it holds the target, print what this did."""
+    if not (args.storage or os.environ.get(ENV_STORAGE)):
+        raise UserInputError("--storage", None, f"the storage URL the workers share, e.g. "
+                             f"postgresql://user@host/db (or set {ENV_STORAGE})")
+    study = load_study(args.study, args.storage)
+    summary = study.run(trials=_whole("--trials", args.trials, 1), sampler=args.sampler,
+                        seed=_whole("--seed", args.seed, 0), worker=True)
+    print(f"worker {HOST}:{os.getpid()}: study {summary.study}: {summary.new} new trials ({summary.sampler}) "
+          f"in {summary.seconds:.1f} s, {summary.complete} in all")
+    return 0
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    """`dse dashboard`: optuna-dashboard on the study's storage, until interrupted."""
+    from dse.dashboard import serve
+    study = load_study(args.study, args.storage)
+    serve(study, args.host, _whole("--port", args.port, 1))
+    return 0
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     """`dse sweep`: evaluate the whole space, print the exact front and save it beside the study."""
     study = load_study(args.study)
-    result = sweep(study.spec, progress=not args.json)
+    result = sweep(study.spec, progress=not args.json, dask=args.dask)
     payload = fr.contract(study.spec.name, study.spec.objectives, result.evaluated, result.front, study.params())
     payload.update(space_size=result.space_size, feasible=result.feasible, seconds=round(result.seconds, 3),
                    refused=result.refused, hypervolume=fr.hypervolume(result.front, study.spec.objectives))

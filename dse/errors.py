@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 SHOWN_CHARS = 80  # a value echoed back in a message is cut to this many characters
@@ -13,6 +14,15 @@ def shorten(value: object) -> str:
     if len(text) <= SHOWN_CHARS:
         return text
     return f"{text[:SHOWN_CHARS - 20]}... ({len(str(value)):,} characters)"
+
+
+# a password in a URL (scheme://user:PASSWORD@host) or in a query or DSN (password=PASSWORD)
+_SECRET = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]*(?=@)|(?P<key>password=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with every password in a storage URL replaced by ***: what dse prints and stores."""
+    return _SECRET.sub(lambda m: f"{m['head'] or m['key']}***", text)
 
 
 class DSEError(Exception):
@@ -76,4 +86,8 @@ class EmptySpaceError(UserInputError):
 
 
 class StorageError(UserInputError):
-    """A study storage that cannot be created, written or reached."""
+    """A study storage that cannot be created, written or reached; passwords in the URL and in the
+    driver's reason are shown as *** (`redact`)."""
+
+    def __init__(self, field: str, value: object, allowed: str, hint: str = "") -> None:
+        super().__init__(field, redact(str(value)), redact(allowed), redact(hint))

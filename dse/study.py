@@ -3,15 +3,24 @@ batches (a whole generation for population samplers) and evaluated through the s
 constraint values set in one write (see `_set_constraints`) and its design point, metrics and
 constraint names kept in one user attribute (`RECORD`, a JSON text), and the run that asked it
 (host and process id, `OWNER`, written with the trial) so that a killed run's trials are
-recognised: dse adds two storage writes per trial to what bare Optuna does."""
+recognised: dse adds two storage writes per trial to what bare Optuna does.
+
+Many runs or workers share one study through its storage (`run_workers` starts local ones, `dse
+worker` one per host): each draws from its own seed, and a trial its run left RUNNING when killed is
+marked failed and asked again with the same design point (`RETRY`). On a database storage each
+run also records heartbeats of its running trials (Optuna's `heartbeat_interval`), so that the
+trials of a run killed on another host are recognised after `GRACE_S` rather than `STALE_S`."""
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import math
 import os
 import socket
+import subprocess
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
@@ -42,6 +51,13 @@ STALE_S = 600  # a trial from another host RUNNING this long was left by a kille
 OWNER = "dse:run"  # the system attribute holding the host and process id of the run that asked a trial
 HOST = socket.gethostname()
 WAIT_S = 0.2  # how often a run whose remaining trials other runs are running checks on them
+HEARTBEAT_S = 5  # a database storage: how often a run records that its RUNNING trials are alive
+GRACE_S = 30  # a database storage: a RUNNING trial whose last heartbeat is this old was left by a killed run
+ENV_STORAGE = "DSE_STORAGE"  # the environment variable naming the storage when --storage does not
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    # a trial failed because its run died is asked again (a WAITING trial with its design point), at most 3 times
+    RETRY = RetryHeartbeatStaleTrialCallback(max_retry=3)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -58,8 +74,10 @@ class RunSummary:
 
 
 def storage_url(url: str | None, spec: StudySpec) -> str:
-    """Where the study's trials are kept: `url` if given, else the study file's `storage` (a relative
-    path relative to that file), else a journal file beside the study file."""
+    """Where the study's trials are kept: `url` if given, else the environment's `DSE_STORAGE`, else
+    the study file's `storage` (a relative path relative to that file), else a journal file beside
+    the study file."""
+    url = url or os.environ.get(ENV_STORAGE) or None
     if url is None and spec.storage is None:
         return str(spec.path.with_suffix(".journal"))
     if url is None:
@@ -89,9 +107,11 @@ def open_storage(url: str | None, spec: StudySpec, create: bool = True) -> optun
         return JournalStorage(JournalFileBackend(str(path.resolve())))
     if not create and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         raise _not_run(url, spec)
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):  # the driver dse installs (SQLAlchemy's default changed with its version)
+        url = f"postgresql+psycopg://{rest}"
     try:
-        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        return RDBStorage(url, engine_kwargs=kwargs)
+        return _rdb(url)
     except ImportError:
         raise StorageError("--storage", url, f"an Optuna storage URL whose database driver is installed "
                            f"({_driver_hint(url)})") from None
@@ -100,11 +120,30 @@ def open_storage(url: str | None, spec: StudySpec, create: bool = True) -> optun
         raise StorageError("--storage", url, f"a reachable, writable Optuna storage ({reason})") from None
 
 
+def _rdb(url: str, attempts: int = 4) -> RDBStorage:
+    """Optuna's database storage with heartbeats. Workers started together on a new database race to
+    create its tables and all but one may fail: those try again (after 0.5, 1, 2 s)."""
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                  heartbeat_stale_trial_callback=RETRY)
+        except ImportError:
+            raise
+        except Exception:  # noqa: BLE001 (the last attempt's failure is the user's storage)
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
 def _driver_hint(url: str) -> str:
     """What to install for a database URL whose driver is missing."""
     dialect, _, driver = url.split("://")[0].partition("+")
     if dialect == "postgresql":
-        return "pip install 'psycopg[binary]'" if driver == "psycopg" else "pip install psycopg2-binary"
+        return "pip install psycopg2-binary" if driver == "psycopg2" else "pip install 'psycopg[binary]'"
     if dialect == "mysql":
         return "pip install pymysql" if driver == "pymysql" else \
             "pip install pymysql, and write the URL as mysql+pymysql://..."
@@ -155,6 +194,16 @@ class Study:
         """The Optuna storage holding the study's trials, created (an empty journal) if it does not exist."""
         return self._open(create=True)
 
+    @property
+    def url(self) -> str:
+        """Where the trials are kept (`storage_url`): print it through `errors.redact`."""
+        return storage_url(self._url, self.spec)
+
+    def existing_storage(self) -> optuna.storages.BaseStorage:
+        """The storage, which must hold the study already: a StorageError otherwise (nothing is created)."""
+        self._optuna(None, create=False)
+        return self._storage
+
     def _open(self, create: bool) -> optuna.storages.BaseStorage:
         if self._storage is None:
             self._storage = open_storage(self._url, self.spec, create)
@@ -184,7 +233,7 @@ class Study:
         return study
 
     def run(self, trials: int | None = None, sampler: str | None = None, seed: int | None = None,
-            progress: bool = False) -> RunSummary:
+            progress: bool = False, worker: bool = False) -> RunSummary:
         """Run until the storage holds `trials` (default: the study file's) complete trials; a run that
         finds some already there (an earlier or killed run) adds only what is missing. `new` in the
         summary counts the trials this run itself completed.
@@ -196,7 +245,9 @@ class Study:
         beyond the target, by trial number, among the complete and live running trials: every run
         sees the same order, so concurrent runs stop together at exactly the target. The exception is
         a run on another host whose trial runs longer than `STALE_S` (or a host whose clock is that
-        far off): it is taken for dead, so its trial can end up one beyond the target."""
+        far off) on a journal storage: it is taken for dead, so its trial can end up one beyond the
+        target. The seed of the sampler is `seed` plus the complete trials found, or, for a `worker`
+        (one of several runs started together), one drawn from those and the host and process id."""
         target = self.spec.trials if trials is None else trials
         if isinstance(target, bool) or not isinstance(target, int) or target < 1:
             raise UserInputError("--trials", target, "a whole number >= 1 (the study's target total of trials)")
@@ -207,31 +258,65 @@ class Study:
         study = self._optuna(None)
         running = _fail_stale(study)
         done = _complete(study)
-        study.sampler = make_sampler(name, None if seed is None else seed + done, self.spec.population)
+        study.sampler = make_sampler(name, _seed(seed, done, worker), self.spec.population)
         batch = self.spec.population if name in POPULATION_SAMPLERS else 1
         bar = _Progress(target, progress, self.spec.objectives)
         told = 0
-        while done < target:
-            room = target - done - len(running)
-            if room <= 0:  # the rest is being run by other live runs: wait for them (or their death)
-                time.sleep(WAIT_S)
-            else:
-                told_now, feasible_values = self._batch(study, min(batch, room), target)
-                told += told_now
-                bar.update(_complete(study), time.perf_counter() - start, feasible_values)
-            running = _fail_stale(study)
-            done = _complete(study)
+        with _Heartbeat(self.storage) as heart:
+            while done < target:
+                room = target - done - len(running)
+                if room <= 0:  # the rest is being run by other live runs: wait for them (or their death)
+                    time.sleep(WAIT_S)
+                else:
+                    told_now, feasible_values = self._batch(study, min(batch, room), target, heart)
+                    told += told_now
+                    bar.update(_complete(study), time.perf_counter() - start, feasible_values)
+                running = _fail_stale(study)
+                done = _complete(study)
         bar.close()
         return RunSummary(self.spec.name, name, done, told, time.perf_counter() - start)
 
-    def _batch(self, study: optuna.Study, n: int, target: int) -> tuple[int, np.ndarray]:
-        """Ask `n` trials, keep those within the target (see `run`), evaluate and tell them: how many
-        were told, and the objective values of the feasible ones. On any error the trials not yet told
-        are marked failed, so none stays RUNNING."""
+    def run_workers(self, workers: int, trials: int | None = None, sampler: str | None = None,
+                    seed: int | None = None, progress: bool = False) -> RunSummary:
+        """`run` in `workers` local processes (`dse worker`) sharing the storage and its target; the
+        summary counts what they completed together. The storage URL reaches them through the
+        environment (`DSE_STORAGE`), never a command line that `ps` shows."""
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise UserInputError("--workers", workers, "a whole number >= 1 (local worker processes)")
+        target = self.spec.trials if trials is None else trials
+        if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+            raise UserInputError("--trials", target, "a whole number >= 1 (the study's target total of trials)")
+        name = check_sampler(sampler or self.spec.sampler)
+        start = time.perf_counter()
+        study = self._optuna(None)
+        before = _complete(study)
+        command = [sys.executable, "-m", "dse.cli", "worker", str(self.spec.path), "--trials", str(target),
+                   "--sampler", name] + ([] if seed is None else ["--seed", str(seed)])
+        env = {**os.environ, ENV_STORAGE: self.url}
+        procs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for _ in range(workers)]
+        bar = _Progress(target, progress, self.spec.objectives)
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            bar.update(_complete(study), time.perf_counter() - start, np.empty((0, len(bar.names))))
+        bar.close()
+        failed = [p.stderr.read().decode().strip() for p in procs if p.wait() != 0]
+        if failed:
+            raise StorageError("--workers", workers, f"workers that finish (one said: {failed[0].splitlines()[-1]})")
+        done = _complete(study)
+        return RunSummary(self.spec.name, AUTO if name == "auto" else name, done, done - before,
+                          time.perf_counter() - start)
+
+    def _batch(self, study: optuna.Study, n: int, target: int, heart: _Heartbeat) -> tuple[int, np.ndarray]:
+        """Ask `n` trials (those waiting to be asked again first), keep those within the target (see
+        `run`), evaluate and tell them: how many were told, and the objective values of the feasible
+        ones. On any error the trials not yet told are marked failed, so none stays RUNNING."""
         asked = []
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         try:
             for _ in range(n):
-                asked.append(_ask(study))
+                asked.append(_ask(study, waiting))
+            heart.hold([t._trial_id for t in asked])
             kept = _within_target(study, asked, target)
             for trial in asked:
                 if trial not in kept:
@@ -244,6 +329,8 @@ class Study:
                 except Exception:  # noqa: BLE001, S110 (the storage itself may be what failed: raise that)
                     pass
             raise
+        finally:
+            heart.release([t._trial_id for t in asked])
         return len(kept), feasible_values
 
     def _evaluate(self, study: optuna.Study, trials: list[optuna.Trial]) -> np.ndarray:
@@ -436,29 +523,52 @@ def _complete(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def _ask(study: optuna.Study) -> optuna.Trial:
-    """`study.ask()`, the trial created with the run that asks it (host and process id, for
-    `_fail_stale`) in the same storage write: with a second write, a run killed between the two would
-    leave a RUNNING trial of no known run, waited for `STALE_S` by every later run."""
-    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs={OWNER: [HOST, os.getpid()]})
+def _seed(seed: int | None, done: int, worker: bool) -> int | None:
+    """The sampler's seed: `seed` plus the complete trials (a resumed run does not repeat the first
+    one's trials), or for a worker a 32-bit number drawn from those, the host and the process id, so
+    that workers started together do not ask the same design points."""
+    if seed is None or not worker:
+        return None if seed is None else seed + done
+    text = f"{seed}:{done}:{HOST}:{os.getpid()}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
+
+
+def _ask(study: optuna.Study, waiting: list[FrozenTrial]) -> optuna.Trial:
+    """`study.ask()`. A trial `waiting` to be asked again (`RETRY`) goes first: taken (RUNNING) in
+    one storage write, its run (host and process id, for `_fail_stale`) recorded in a second.
+    Otherwise the trial is created with its run in the same write: with a second write, a run killed
+    between the two would leave a RUNNING trial of no known run, waited for `STALE_S` by later runs."""
     study._thread_local.cached_all_trials = None  # as `Study.ask` does: the sampler sees every trial
+    while waiting:
+        trial_id = waiting.pop(0)._trial_id
+        try:
+            if study._storage.set_trial_state_values(trial_id, TrialState.RUNNING):  # False: another run took it
+                study._storage.set_trial_system_attr(trial_id, OWNER, [HOST, os.getpid()])
+                return optuna.Trial(study, trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs={OWNER: [HOST, os.getpid()]})
     return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))
 
 
 def _fail_stale(study: optuna.Study, now: float | None = None) -> list[FrozenTrial]:
-    """Mark failed the trials a dead run left RUNNING: on this host, those whose run's process is gone;
-    from another host (or without a recorded run), those RUNNING longer than `STALE_S`. Returns the
-    RUNNING trials left: those of live runs."""
+    """Mark failed the trials a dead run left RUNNING and queue each to be asked again (`RETRY`): on
+    this host, those whose run's process is gone; on a storage with heartbeats, those whose last
+    heartbeat is older than `GRACE_S`; else, from another host (or without a recorded run), those
+    RUNNING longer than `STALE_S`. Returns the RUNNING trials left: those of live runs."""
     now = time.time() if now is None else now
+    storage = study._storage
+    stale = set(storage._get_stale_trial_ids(study._study_id)) if _beats(storage) else set()
     live = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _alive(t, now):
+        if t._trial_id not in stale and _alive(t, now):
             live.append(t)
             continue
         try:
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                RETRY(study, storage.get_trial(t._trial_id))
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # its run finished it meanwhile
+            pass  # its run finished it meanwhile, or another run failed it first
     return live
 
 
@@ -471,8 +581,66 @@ def _alive(trial: FrozenTrial, now: float) -> bool:
             return False
         except PermissionError:
             return True  # another user's live process
-        return True
+        return not _zombie(int(owner[1]))
     return trial.datetime_start is None or now - trial.datetime_start.timestamp() <= STALE_S
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but whose parent has not collected it yet (Linux: state Z)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _beats(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether the storage records heartbeats (a database storage opened by `open_storage`)."""
+    return getattr(storage, "get_heartbeat_interval", lambda: None)() is not None
+
+
+class _Heartbeat:
+    """On a storage with heartbeats, records that this run's RUNNING trials are alive, in a thread:
+    as soon as they are asked, then every `HEARTBEAT_S` (Optuna's own heartbeat runs only inside
+    `Study.optimize`, which a run asking whole batches does not use)."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        self.storage = storage if _beats(storage) else None
+        self.trials: set[int] = set()
+        self._lock, self._wake, self._stop = threading.Lock(), threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        if self.storage is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def hold(self, ids: list[int]) -> None:
+        with self._lock:
+            self.trials.update(ids)
+        self._wake.set()
+
+    def release(self, ids: list[int]) -> None:
+        with self._lock:
+            self.trials.difference_update(ids)
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                ids = list(self.trials)
+            for trial_id in ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001, S110 (a storage hiccup: the run itself reports real failures)
+                    pass
+            self._wake.wait(HEARTBEAT_S)
+            self._wake.clear()
 
 
 def _within_target(study: optuna.Study, asked: list[optuna.Trial], target: int) -> list[optuna.Trial]:

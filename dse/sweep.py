@@ -1,10 +1,15 @@
 """Exhaustive evaluation of a study's space: chunks of the enumeration are completed, filtered by the
 rules, evaluated column-wise through `evaluate_many`, and reduced to their non-dominated feasible
-points, so memory is bounded by the chunk size and the front, never by the space."""
+points, so memory is bounded by the chunk size and the front, never by the space. Chunks run in this
+process, in local worker processes, or on a Dask distributed cluster (`dask`: a scheduler address or
+`local:N`, a LocalCluster of N worker processes); each chunk's front comes back and the fronts are
+merged in the enumeration's order, so every way gives the same front, point for point."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -19,7 +24,7 @@ import pandas as pd
 
 from dse import __version__
 from dse import front as fr
-from dse.errors import EmptySpaceError
+from dse.errors import EmptySpaceError, UserInputError
 from dse.space import with_metrics
 from dse.studyfile import StudySpec, check_not_empty, load, read_toml
 
@@ -38,9 +43,10 @@ class SweepResult:
     violated: dict[str, int]  # evaluated points violating each constraint
 
 
-def _chunk(path: str, start: int, stop: int) -> tuple:
-    """One chunk: its front, points evaluated, feasible, refused, survivors per rule, violations."""
-    spec = load(path)
+def _chunk(spec: StudySpec | str, start: int, stop: int) -> tuple:
+    """One chunk of the study (its spec, or its file's path): its front, points evaluated, feasible,
+    refused, survivors per rule, violations."""
+    spec = load(spec) if isinstance(spec, str) else spec
     space, objectives = spec.space, spec.objectives
     points = space.complete(space.rows(np.arange(start, stop)))
     alive = np.ones(len(points), dtype=bool)
@@ -60,20 +66,34 @@ def _chunk(path: str, start: int, stop: int) -> tuple:
     return fr.pareto(rows[ok], objectives), len(rows), int(ok.sum()), refused, survivors, violated
 
 
-def sweep(spec: StudySpec, chunk: int = CHUNK, workers: int | None = None, progress: bool = False) -> SweepResult:
-    """Evaluate every point of the study's space; the exact front of the feasible ones."""
+def sweep(spec: StudySpec, chunk: int = CHUNK, workers: int | None = None, progress: bool = False,
+          dask: str | None = None) -> SweepResult:
+    """Evaluate every point of the study's space; the exact front of the feasible ones. `dask` sends
+    the chunks to a Dask cluster (see the module's docstring), `workers` to local processes."""
     size = spec.space.size
     if size is None:
         real = [p.name for p in spec.space.params if p.grid() is None]
         raise EmptySpaceError(f"{spec.path}: param.{real[0]}", "a real range without points",
                               "an enumerable space for a sweep: give it `points = N` (grid points)")
     start_time = time.perf_counter()
-    workers = workers or os.cpu_count() or 1
-    chunk = max(1, min(chunk, -(-size // (4 * workers))))  # enough chunks to keep every worker busy
-    bounds = [(a, min(a + chunk, size)) for a in range(0, size, chunk)]
+    with _cluster(dask) as client:
+        if client is not None:
+            workers = sum(client.nthreads().values())
+        workers = workers or os.cpu_count() or 1
+        chunk = max(1, min(chunk, -(-size // (4 * workers))))  # enough chunks to keep every worker busy
+        bounds = [(a, min(a + chunk, size)) for a in range(0, size, chunk)]
+        chunks = _map(spec, bounds, workers) if client is None else _map_dask(client, spec, bounds)
+        result = _merge(spec, bounds, chunks, progress, start_time)
+    result.seconds = time.perf_counter() - start_time
+    return result
+
+
+def _merge(spec: StudySpec, bounds: list[tuple[int, int]], chunks, progress: bool, start_time: float) -> SweepResult:
+    """The chunks' results, in order, added up and their fronts reduced to one."""
+    size = spec.space.size
     result = SweepResult(pd.DataFrame(), size, 0, 0, 0.0, 0, [0] * len(spec.space.rules), {})
     parts: list[pd.DataFrame] = []
-    for i, (front, evaluated, feasible, refused, survivors, violated) in enumerate(_map(spec, bounds, workers)):
+    for i, (front, evaluated, feasible, refused, survivors, violated) in enumerate(chunks):
         result.evaluated += evaluated
         result.feasible += feasible
         result.refused += refused
@@ -91,7 +111,6 @@ def sweep(spec: StudySpec, chunk: int = CHUNK, workers: int | None = None, progr
     check_not_empty(spec, result.space_size, result.survivors, result.evaluated, result.refused, result.feasible,
                     result.violated)
     result.front = fr.pareto(pd.concat(parts, ignore_index=True), spec.objectives)
-    result.seconds = time.perf_counter() - start_time
     return result
 
 
@@ -107,6 +126,45 @@ def _map(spec: StudySpec, bounds: list[tuple[int, int]], workers: int):
 def _closing(pool: ProcessPoolExecutor, results):
     with pool:
         yield from results
+
+
+@contextlib.contextmanager
+def _cluster(address: str | None):
+    """A Dask client for `address` (a scheduler's, or `local:N` for a LocalCluster of N processes
+    started here and closed after), or None without an address."""
+    if address is None:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UserInputError("--dask", address, "a sweep with Dask installed (pip install 'dask[distributed]', "
+                             "or dse[scale])") from None
+    if address.startswith("local:"):
+        n = address[len("local:"):]
+        if not n.isdigit() or int(n) < 1:
+            raise UserInputError("--dask", address, "local:N with N >= 1 worker processes, or a scheduler address")
+        with LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UserInputError("--dask", address, f"a reachable Dask scheduler address such as tcp://host:8786, "
+                             f"or local:N ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    with client:
+        yield client
+
+
+def _map_dask(client, spec: StudySpec, bounds: list[tuple[int, int]]):
+    """Chunks on the cluster's workers (the study, its space and objectives sent once to each), their
+    results in order; each worker needs dse installed, the study's files do not."""
+    shared = client.scatter(spec, broadcast=True)
+    futures = client.map(_chunk, [shared] * len(bounds), *zip(*bounds, strict=True), pure=False)
+    for future in futures:
+        yield future.result()
+        future.release()
 
 
 def saved_path(spec: StudySpec) -> Path:

@@ -259,7 +259,8 @@ def test_changed_choices_after_the_trials_ran(tmp_path, capsys, sampler):
 
 def test_storage_messages(tmp_path, capsys):
     path = write_tiny(tmp_path)
-    for url, package in (("postgresql://nobody@127.0.0.1:1/none", "pip install psycopg2-binary"),
+    for url, package in (("postgresql+psycopg2://nobody@127.0.0.1:1/none", "pip install psycopg2-binary"),
+                         ("postgresql://nobody@127.0.0.1:1/none", "a reachable, writable Optuna storage"),
                          ("mysql://nobody@127.0.0.1:1/none", "pip install pymysql"),
                          ("mysql+pymysql://nobody@127.0.0.1:1/none", "pip install pymysql")):
         with pytest.raises(StorageError, match=package):

@@ -46,3 +46,27 @@ def test_real_range_without_grid_is_not_enumerable(tmp_path):
                         "[space.param.qps]\nfloat = [0.5, 2.0]")
     with pytest.raises(EmptySpaceError, match="points = N"):
         sweep(load(write_tiny(tmp_path, text)))
+
+
+def test_dask_sweep_front_equals_the_single_process_front(tmp_path, capsys):
+    """Chunks evaluated on a Dask LocalCluster of two worker processes, each reduced to its own front
+    there and merged here: the same front, point for point, as one process enumerating the space."""
+    text = (TINY.replace('["h100-sxm", "a100-sxm-80gb", "l4"]', '["h100-sxm", "a100-sxm-80gb", "l4", "h200-sxm", '
+                         '"mi300x", "l40s"]').replace("pow2 = [1, 64]", "pow2 = [1, 512]")
+            .replace("pow2 = [1, 2]", "pow2 = [1, 8]"))
+    path = write_tiny(tmp_path, text)
+    assert main(["sweep", str(path), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main(["sweep", str(path), "--json", "--dask", "local:2"]) == 0
+    dask = json.loads(capsys.readouterr().out)
+    assert alone["space_size"] == 6 * 10 * 4 and len(alone["front"]) > 5
+    for key in ("space_size", "evaluated", "feasible", "refused", "hypervolume", "front"):
+        assert dask[key] == alone[key], key
+
+
+def test_bad_dask_address(tmp_path, capsys):
+    path = write_tiny(tmp_path)
+    for address in ("local:0", "local:two"):
+        assert main(["sweep", str(path), "--dask", address]) == 2
+        err = capsys.readouterr().err
+        assert f"--dask = '{address}'" in err and "local:N" in err and err.count("\n") == 1
