@@ -258,3 +258,14 @@ def test_unfused_attention_keeps_5as2b_that_selective_recomputation_drops(tmp_pa
     assert none["memory_per_gpu_bytes"] - sel["memory_per_gpu_bytes"] == pytest.approx(
         24 * 5 * 24 * 2048**2 * 1 / 8, rel=1e-9)
     assert sel["step_time_s"] > none["step_time_s"]  # the attention core runs again
+
+
+def test_hfu_counts_the_recomputed_attention_core_of_unfused_attention(tmp_path):
+    f = tmp_path / "gpt.toml"
+    f.write_text('name = "gpt-unfused"\nfamily = "transformer"\nlayers = 24\nhidden = 2304\nheads = 24\n'
+                 'vocab = 51200\nseq_len = 2048\ntied_embeddings = true\nattention = "unfused"\n')
+    m = dse.evaluate(workload_file=str(f), hardware="a100-sxm-80gb", mode="train", precision="fp16", gpus=8,
+                     batch=8, micro_batch=1, recompute="selective")
+    peak = 312e12 * 8
+    extra = 4 * 24 * 2304 * (2048 + 1) / 2 * 8 * 2048  # 4 L h s_att per token, the causal keys attended
+    assert (m["hfu"] - m["mfu"]) * m["step_time_s"] * peak == pytest.approx(extra, rel=1e-9)

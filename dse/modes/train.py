@@ -16,6 +16,11 @@ work 2x (read the output gradient and the saved input, write the input gradient)
 layer GEMMs in fp8 and keeps attention, element-wise work, the LM head and activations in 16 bits, as
 NVIDIA Transformer Engine does (TE documentation, "Using FP8 with Transformer Engine").
 
+MFU (PaLM, Chowdhery et al. 2022, Appendix B; Megatron's convention) = model FLOP per step / (step time
+x GPUs x dense peak of the arithmetic), with model FLOP = 3 (2 N + 4 L h s_att) per token: N the
+parameters a token multiplies (LM head in, embedding out), s_att the keys a query attends ((s + 1)/2
+when causal); HFU adds the recomputed forward. model_tflops_per_gpu = model FLOP / step / GPUs.
+
 Overlap, per framework default (Megatron-Core with PyTorch DDP-style bucketing): tensor-parallel
 all-gathers and reduce-scatters (sequence parallelism) and expert all-to-alls sit on the critical path
 (Megatron's --tp-comm-overlap is off by default); context-parallel K/V exchange overlaps the attention
@@ -189,8 +194,11 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
 
     samples_per_s = gb / step
     model_flops = transformer.model_flops(w, gb * seq, seq, training=True)
-    # HFU counts the recomputed forward too (Korthikanti et al. 2022, section 6)
-    hw_flops = model_flops * (4.0 / 3.0) if s.recompute == "full" else model_flops
+    # HFU counts the recomputed forward too (Korthikanti et al. 2022, section 6): all of it under full
+    # recomputation, the attention core (4 L h s_attended per token) under selective with unfused attention
+    attention_fwd = 4.0 * w.layers * w.hidden * transformer.attended_keys(w, seq) * gb * seq
+    hw_flops = model_flops * (4.0 / 3.0) if s.recompute == "full" else model_flops + attention_fwd * (
+        s.recompute == "selective" and w.attention == "unfused")
     peak = s.ex.tensor_rate * n["gpus"]
     exposed = m * (tp_mb + cp_mb + ep_mb) + p2p + dp_exposed
     over = [np.max(t.overhead) for t in parts]  # launches: the same for every point
