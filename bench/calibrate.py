@@ -61,6 +61,7 @@ def predict(row: dict, eff: calibration.Efficiency | None = None) -> float:
         s = dataclasses.replace(s, eff=eff)
     nums = {k: float(v) for k, v in p.items() if k in config.NUMERIC}
     n = config.numbers(nums, s)
+    config.engine_options(n, nums, "static" if s.mode == "serve" else None, s)  # gptSessionBenchmark: static batches
     m, _ = modes.MODELS[s.mode](s, n)
     if s.mode == "infer":
         return float(m["throughput_per_s"])

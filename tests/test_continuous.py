@@ -15,7 +15,8 @@ PARAMS = 8_030_261_248
 
 
 def engine(**kw):
-    base = dict(a=5e-3, b=4e-5, c=2e-3, e=0.0, slots=128.0, full=120.0, prompt_steps=1.0, output_len=248.0)
+    base = dict(a=5e-3, b=4e-5, c=2e-3, e=0.0, slots=128.0, full=120.0, prompt_steps=1.0, output_len=248.0,
+                prompt_tokens=547.0, room=1920.0)
     return serving.Engine(**{**base, **kw})
 
 

@@ -104,12 +104,19 @@ ENGINE_SMALL = (2048.0, 256.0)
 # weights, the profiled step's activations and the KV cache within 90% of device memory, leaving the
 # rest to the CUDA context, allocator fragmentation and communication buffers.
 MEMORY_UTILIZATION = 0.9
-# Engine overheads, the two parameters fitted by bench/vllm_sim2real.py --fit on the benchmark's train
-# rows only (vLLM v0.15.1 on H100, 2026-11-30): per engine step (scheduling, input preparation,
-# sampling and the CUDA-graph launch, on the CPU between GPU steps) and per request (HTTP, tokenisation
-# and detokenisation of the first token, on the client-measured TTFT).
-STEP_S = 1.0e-3
-REQUEST_S = 10.0e-3
+# The three engine parameters, fitted by `bench/vllm_sim2real.py --fit` on the vLLM sim2real
+# benchmark's train rows only (vLLM v0.15.1, H100; 2026-11-30; bench/README.md): the overhead per
+# engine step (scheduling, input preparation, sampling and graph launch, on the CPU between GPU
+# steps), the overhead per request (HTTP, tokenisation, first-token detokenisation, in the client's
+# TTFT), and the share of the device class's streaming efficiency (`dse.models.calibration`, fitted
+# on TensorRT-LLM's large static batches) that vLLM's engine steps reach reading weights and KV.
+STEP_S = 1.5e-3
+REQUEST_S = 5.5e-3
+STREAM_EFFICIENCY = 0.92
+# vLLM schedules one step ahead of the one executing (async scheduling: vllm-project/vllm PR #19970,
+# 2025, "the scheduler operate[s] one step ahead"; on by default unless an option is incompatible,
+# vllm/config/vllm.py, 2026): an arriving request joins the step after the one already planned.
+AHEAD_STEPS = 1.0
 
 
 def engine_defaults(name: str, capacity_bytes: float) -> tuple[float, float]:
@@ -145,7 +152,8 @@ class Engine:
     prefill chunks add c + e*n to the steps that carry them, in `chunks` steps of `mixed` (a
     column's value at full load). `full` is the decoding count with every slot taken; `slots` the
     sequences in flight; `prompt_steps` the chunk steps of one prompt, each a decode step plus its
-    share (c + e*n) / prompt_steps."""
+    share (c + e*n) / prompt_steps; `prompt_tokens` the prompt tokens computed and `room` the tokens
+    of a step's budget left to prompts once the decodes are in."""
 
     a: object
     b: object
@@ -155,6 +163,8 @@ class Engine:
     full: object
     prompt_steps: object
     output_len: object
+    prompt_tokens: object
+    room: object
 
 
 def step_time(g: Engine, n):
@@ -190,3 +200,14 @@ def operating_point(g: Engine, rate):
     cap, _ = capacity(g)
     stable = (disc >= 0) & (a1 < 0) & (rate < cap)
     return n, t, stable
+
+
+def prefill_wait(g: Engine, decoding, rate):
+    """Mean wait of a prompt for room in the steps' token budget: the budget left by the decodes is
+    one server that prompts occupy for prompt_tokens / room steps of a step carrying a chunk, so an
+    M/D/1 queue, whose mean wait is rho * S / (2 (1 - rho)) (Pollaczek-Khinchine; Kleinrock 1975,
+    section 5.6). Returns (wait, stable)."""
+    mixed = step_time(g, decoding) + prefill_extra(g, decoding) / g.prompt_steps
+    service = g.prompt_tokens / g.room * mixed
+    rho = rate * service
+    return rho * service / (2.0 * np.maximum(1.0 - rho, 1e-12)), rho < 1.0

@@ -155,12 +155,14 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     of `roofline.run` are replaced by the engine's per-step overhead, plus, in steps that carry a
     prefill chunk, one eager attention launch per layer outside the piecewise graphs (vLLM V1 captures
     decode-only steps whole and mixed steps piecewise, split at attention: docs.vllm.ai, "CUDA
-    Graphs" design note, 2025); and the TP all-reduces of the step's tokens."""
+    Graphs" design note, 2025); weights and KV stream at `serving.STREAM_EFFICIENCY` of the device
+    class's bandwidth efficiency; and the TP all-reduces of the step's tokens, in 16 bits."""
     w, ex = s.workload, s.ex
     table = transformer.mixed_ops(w, decoding, context, chunk, prompt, ex.act_bytes, ex.kv_bytes)
     if np.any(tp > 1):
         table = transformer.shard(table, tp)
-    t = roofline.run(table, ex, s.eff, bandwidth=s.device.memory_bandwidth, weight_bytes=s.weight_bytes,
+    eff = dataclasses.replace(s.eff, memory=s.eff.memory * serving.STREAM_EFFICIENCY)
+    t = roofline.run(table, ex, eff, bandwidth=s.device.memory_bandwidth, weight_bytes=s.weight_bytes,
                      tensor_speedup=s.tensor_speedup)
     eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0)
     comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, max(ex.act_bytes, 2.0), n["link_bw"],
@@ -168,6 +170,28 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
                             overhead=serving.STEP_S + eager + 0.0 * t.total)
     return t, comm
+
+
+def _engine(s: Setup, n: dict, low, high, shape: dict):
+    """The replica's `serving.Engine`: decode and mixed steps timed at `low` and `high` sequences
+    decoding and joined by straight lines (phases: decode low, decode high, mixed low, mixed high)."""
+    scalar, one = shape["scalar"], shape["one"]
+    zero, chunk = 0.0 * one, shape["chunk"] * one
+    t, comm = _steps(s, n, stack_phases(scalar, low * one, high * one, low * one, high * one),
+                     stack_phases(scalar, *[shape["context"] * one] * 4),
+                     stack_phases(scalar, zero, zero, chunk, chunk),
+                     stack_phases(scalar, *[shape["prompt"] * one] * 4), stack_phases(scalar, *[n["tp"] * one] * 4))
+    d_low, d_high, m_low, m_high = split_phases(t.total + comm, 4, scalar)
+    steps = shape["steps"]
+    p_low, p_high = steps * (m_low - d_low), steps * (m_high - d_high)
+    span = high - low
+    wide = np.abs(span) > 1e-6
+    span = np.where(wide, span, 1.0)
+    slope_d, slope_p = np.where(wide, (d_high - d_low) / span, 0.0), np.where(wide, (p_high - p_low) / span, 0.0)
+    g = serving.Engine(a=d_low - slope_d * low, b=slope_d, c=p_low - slope_p * low, e=slope_p, slots=n["batch"],
+                       full=shape["full"], prompt_steps=steps, output_len=n["output_len"],
+                       prompt_tokens=shape["computed"], room=shape["room"])
+    return g, t, comm
 
 
 def continuous(s: Setup, n: dict) -> tuple[dict, list]:
@@ -181,7 +205,9 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     the slots in front (c = --batch, service = a slot's holding time).
 
     TTFT = per-request overhead + queueing wait for a slot + half a step (an arrival waits for the
-    step in progress to end) + the steps that carry its prompt's chunks; ITL = the mean step;
+    step in progress to end) + the step the scheduler has already planned (vLLM's async scheduling
+    runs one step ahead, `serving.AHEAD_STEPS`) + the wait for room in the steps' token budget (an
+    M/D/1 queue, `serving.prefill_wait`) + the steps that carry its prompt's chunks; ITL = the mean step;
     request latency = TTFT + (O - 1) * ITL. Memory: weights, the KV cache of every sequence at full
     context, the activations of a full step of `--max-batched-tokens` tokens, within vLLM's
     gpu_memory_utilization of the device (`serving.MEMORY_UTILIZATION`); the rest is the runtime's."""
@@ -201,36 +227,37 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     if n["batch"] is None:  # vLLM's max_num_seqs, no more than the KV cache holds nor the step's budget
         n["batch"] = np.maximum(1.0, np.minimum(np.minimum(largest, seqs_default), budget))
     slots = n["batch"]
-    one = 0.0 * (slots + i + o + tp) + 1.0  # every column shaped like the population
+    rate_column = 0.0 if n["qps"] is None else n["qps"]
+    one = 0.0 * (slots + i + o + tp + budget + hit + rate_column) + 1.0  # every column shaped like the population
     chunk = np.minimum(prompt, np.maximum(budget - slots, 1.0))  # decodes go first, prompts fill the rest
     steps = np.ceil(prompt / chunk)
     full = np.maximum(slots * (o - 1.0) / (steps + o - 1.0), 1.0)
     scalar = np.ndim(one) == 0
-    ctx = i + o / 2.0
-    zero = 0.0 * one
-    t, comm = _steps(s, n, stack_phases(scalar, one, full * one, one, full * one),
-                     stack_phases(scalar, *[ctx * one] * 4), stack_phases(scalar, zero, zero, chunk * one, chunk * one),
-                     stack_phases(scalar, *[i * one] * 4), stack_phases(scalar, *[tp * one] * 4))
-    d1, df, m1, mf = split_phases(t.total + comm, 4, scalar)
-    p1, pf = steps * (m1 - d1), steps * (mf - df)
-    span = np.maximum(full - 1.0, 1e-9)
-    slope_d, slope_p = np.where(full > 1.0, (df - d1) / span, 0.0), np.where(full > 1.0, (pf - p1) / span, 0.0)
-    g = serving.Engine(a=d1 - slope_d, b=slope_d, c=p1 - slope_p, e=slope_p, slots=slots, full=full,
-                       prompt_steps=steps, output_len=o)
+    shape = dict(scalar=scalar, one=one, chunk=chunk, context=i + o / 2.0, prompt=i, steps=steps, full=full,
+                 computed=prompt, room=np.maximum(budget - slots, 1.0))
+    g, t, comm = _engine(s, n, 1.0, full, shape)
     per_replica, itl = serving.capacity(g)
     replicas = n["gpus"] / tp
     dec = phase_timing(t, 1, 4, scalar)
     comm_dec = split_phases(comm, 4, scalar)[1]
-    ttft = serving.REQUEST_S + itl / 2.0 + steps * itl  # at full load each chunk step is a mean step
+    chunk_steps = steps * serving.step_time(g, full) + serving.prefill_extra(g, full)
+    ttft = (serving.REQUEST_S + (0.5 + serving.AHEAD_STEPS) * itl + chunk_steps
+            + serving.prefill_wait(g, full, per_replica)[0])
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1.0) * itl,
          "kv_cache_bytes": kv_seq * slots, "max_batch": largest, "concurrency": slots * one,
          "tokens_per_s": per_replica * o * replicas, "capacity_requests_per_s": per_replica * replicas,
          "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
          "prefill_compute_time_s": steps * (split_phases(t.compute, 4, scalar)[3] - dec.compute),
-         "decode_memory_time_s": dec.memory, "activity": 1.0 - (dec.overhead + comm_dec) / df,
+         "decode_memory_time_s": dec.memory, "activity": 1.0 - (dec.overhead + comm_dec) / itl,
          "bottleneck": roofline.bottleneck(dec)}
+    if n["qps"] is not None:  # two secant refinements around the operating point (MoE weights are concave in n)
+        rate = n["qps"] / replicas
+        start = np.clip(serving.operating_point(g, rate)[0], 1e-3, full)
+        g_near = _engine(s, n, start, full, shape)[0]
+        near = np.clip(serving.operating_point(g_near, rate)[0], 1e-3, full)
+        g, whole = _engine(s, n, near, start, shape)[0], g
     if n["qps"] is not None:
-        _at_rate(m, g, n, replicas, o)
+        _at_rate(m, g, whole, n, replicas)
     parts = [("weights", weights), ("KV cache", kv_seq * slots * kv_share), ("activations", work),
              ("runtime reserve", cap - usable)]
     return m, [(parts, cap, "of accelerator memory per GPU")]
@@ -240,12 +267,15 @@ def _ttft_parts(g: serving.Engine, rate):
     """(n, mean step, TTFT before queueing, slot holding time, stable) of a replica at `rate`."""
     decoding, t, stable = serving.operating_point(g, rate)
     chunk_steps = g.prompt_steps * serving.step_time(g, decoding) + serving.prefill_extra(g, decoding)
-    hold = chunk_steps + (g.output_len - 1.0) * t
-    return t, serving.REQUEST_S + t / 2.0 + chunk_steps, hold, stable
+    wait, room = serving.prefill_wait(g, decoding, rate)
+    hold = wait + chunk_steps + (g.output_len - 1.0) * t
+    return t, serving.REQUEST_S + (0.5 + serving.AHEAD_STEPS) * t + wait + chunk_steps, hold, stable & room
 
 
-def _at_rate(m: dict, g: serving.Engine, n: dict, replicas, o) -> None:
-    """The metrics at `--qps` (means and tails), columns throughout; replicas needed under the SLOs."""
+def _at_rate(m: dict, g: serving.Engine, whole: serving.Engine, n: dict, replicas) -> None:
+    """The metrics at `--qps` (means and tails) from the engine refined around this load, `g`, columns
+    throughout; the replicas needed under the SLOs from the engine's chord over every load, `whole`."""
+    o = n["output_len"]
     rate = n["qps"] / replicas
     t, base, hold, stable = _ttft_parts(g, rate)
     wait = serving.erlang_c_column(g.slots, rate * hold) / np.maximum(g.slots / hold - rate, 1e-300)
@@ -259,7 +289,7 @@ def _at_rate(m: dict, g: serving.Engine, n: dict, replicas, o) -> None:
         m[key] = np.where(stable, value, m.get(key, np.nan))
     m["tokens_per_s"] = np.minimum(n["qps"], m["capacity_requests_per_s"]) * o
     m["queue_utilization"] = np.where(stable, rate * hold / g.slots, n["qps"] / m["capacity_requests_per_s"])
-    needed = _replicas_needed(g, n, m["capacity_requests_per_s"] / replicas)
+    needed = _replicas_needed(whole, n, m["capacity_requests_per_s"] / replicas)
     m.update(replicas_needed=needed, gpus_needed=needed * n["tp"], load_stable=stable)
     for key, value in m.items():  # a single point's numbers as floats
         if isinstance(value, np.ndarray) and value.ndim == 0:
