@@ -129,6 +129,8 @@ class Objectives:
 def _numbers(metrics: pd.DataFrame, metric: str) -> np.ndarray:
     if metric not in metrics:
         return np.full(len(metrics), np.nan)
+    if metrics[metric].dtype.kind in "biuf":  # already numbers (bool and NaN included): no conversion
+        return metrics[metric].to_numpy(dtype=float)
     return pd.to_numeric(metrics[metric].astype(object).where(metrics[metric].notna(), np.nan),
                          errors="coerce").to_numpy(dtype=float)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -211,3 +213,38 @@ def test_study_without_objectives_to_recommend_on(tmp_path, capsys):
     assert main(["report", str(path)]) == 2
     err = capsys.readouterr().err
     assert "objectives" in err and "*_usd" in err and "Traceback" not in err
+
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (.ci/run installs it)")
+def test_html_report_renders_in_headless_chromium(study_path, report, tmp_path):
+    """The HTML page as a browser draws it: the recommendation text in the DOM, both charts as images
+    that decoded, and a screenshot that is not blank (dark text and the charts' colours on it)."""
+    from matplotlib.image import imread
+
+    from dse.procurement import render
+
+    page = tmp_path / "report.html"
+    render.html_page(report, render.charts(report, dse.load_study(study_path)), str(page))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400"]
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    script = ("<script>document.body.setAttribute('data-decoded', Array.from(document.images).filter("
+              "i => i.complete && i.naturalWidth > 0).map(i => i.alt).join('|'))</script>")
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    cheapest = report["recommendations"]["cheapest"]
+    assert "Cheapest: " + ", ".join(f"{k}={v}" for k, v in cheapest["params"].items()) in dom
+    assert 'data-decoded="Pareto front|Sensitivity (tornado)"' in dom
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1100
+    assert (pixels.sum(axis=2) < 0.6).mean() > 0.005  # dark: text, axes
+    red = (pixels[..., 0] > 0.7) & (pixels[..., 1] < 0.4) & (pixels[..., 2] < 0.4)
+    blue = (pixels[..., 2] > 0.6) & (pixels[..., 0] < 0.4)
+    assert red.sum() > 200 and blue.sum() > 200  # the front's red points, the tornado's and feasible blue

@@ -43,20 +43,25 @@ def role_objectives(objectives: Objectives, where: str) -> dict[str, Objective]:
     return out
 
 
-def best(frame: pd.DataFrame, objective: Objective) -> int | None:
-    """Position of the best row of `frame` by one objective (ties: the first), None when empty."""
+def best(frame: pd.DataFrame, objective: Objective, objectives: Objectives) -> int | None:
+    """Position of the best row of `frame` by one objective; designs equal on it (to 12 significant
+    digits: a time that no price moves ties across regions) are told apart by the study's other
+    objectives in order. None when no row has a value."""
     if frame.empty:
         return None
-    values = pd.to_numeric(frame[objective.metric], errors="coerce").to_numpy(dtype=float)
-    values = -values if objective.direction == "maximize" else values
-    if np.isnan(values).all():
+    keys = []
+    for o in [objective, *(o for o in objectives.objectives if o != objective)]:
+        values = pd.to_numeric(frame[o.metric], errors="coerce").to_numpy(dtype=float)
+        values = -values if o.direction == "maximize" else values
+        keys.append(np.array([float(f"{v:.12g}") for v in values]))
+    if np.isnan(keys[0]).all():
         return None
-    return int(np.nanargmin(values))
+    return int(np.lexsort([np.nan_to_num(k, nan=np.inf) for k in reversed(keys)])[0])
 
 
 def pick(front: pd.DataFrame, objectives: Objectives, roles: dict[str, Objective]) -> dict[str, int]:
     """Position in `front` of each role's recommendation."""
-    out = {role: best(front, o) for role, o in roles.items()}
+    out = {role: best(front, o, objectives) for role, o in roles.items()}
     out["knee"] = fr.knee(front, objectives)
     return out
 

@@ -40,28 +40,27 @@ class Candidates:
         """Metrics of the designs `labels` with the input set to each of `values` where it concerns
         them (one `evaluate_many` call for all values), the others as they are."""
         concerned = labels[rng.rows(self.options.loc[labels]).to_numpy()]
-        columns = self.columns
-        base = self.metrics.loc[labels, columns]
+        base = self.decisive(self.metrics.loc[labels])
         if not len(concerned):
             return [base for _ in values]
         stacked = pd.concat([self.options.loc[concerned].assign(**{rng.input.option: v}) for v in values],
                             ignore_index=True)
-        fresh = evaluate_many(stacked).reindex(columns=columns)
+        fresh = self.decisive(evaluate_many(stacked))
         out = []
         for k in range(len(values)):
             part = fresh.iloc[k * len(concerned):(k + 1) * len(concerned)].set_axis(concerned)
             out.append(pd.concat([base.drop(index=concerned), part]).loc[labels])
         return out
 
-    @property
-    def columns(self) -> list[str]:
-        """The metrics that decide a recommendation: feasibility, objectives and constrained metrics."""
+    def decisive(self, metrics: pd.DataFrame) -> pd.DataFrame:
+        """The metrics that decide a recommendation (feasibility, objectives, constrained metrics) as floats."""
         o = self.objectives
-        return list(dict.fromkeys(["feasible", *o.metrics, *(c.metric for c in o.constraints)]))
+        columns = list(dict.fromkeys(["feasible", *o.metrics, *(c.metric for c in o.constraints)]))
+        return metrics.reindex(columns=columns).apply(pd.to_numeric, errors="coerce").astype(float)
 
     def ok(self, metrics: pd.DataFrame) -> np.ndarray:
         """Which rows are feasible: the models' verdict and the study's constraints."""
-        return metrics["feasible"].fillna(False).astype(bool).to_numpy() & self.objectives.feasible(metrics)
+        return (metrics["feasible"].to_numpy(dtype=float) == 1.0) & self.objectives.feasible(metrics)
 
 
 def winner(cands: Candidates, metrics: pd.DataFrame, objective: Objective | None):
@@ -72,7 +71,7 @@ def winner(cands: Candidates, metrics: pd.DataFrame, objective: Objective | None
         front = fr.pareto(feasible.assign(feasible=True), cands.objectives)
         k = fr.knee(front, cands.objectives)
         return None if k is None else front.index[k]
-    k = best(feasible, objective)
+    k = best(feasible, objective, cands.objectives)
     return None if k is None else feasible.index[k]
 
 
@@ -113,9 +112,11 @@ def _contenders(cands: Candidates, rec, objective: Objective, ends: list[pd.Data
     keep = pd.Series(False, index=pool)
     for m in ends:
         m = m.loc[pool.union([rec])]
-        value = sign * pd.to_numeric(m[objective.metric], errors="coerce")
-        ours = value.get(rec, np.nan)
-        better = cands.ok(m) & (value.to_numpy() <= (ours if np.isfinite(ours) else np.inf))
+        value = sign * m[objective.metric]
+        ok = cands.ok(m)
+        # when `rec` itself is out (a constraint it breaks at this end), any feasible design may take over
+        ours = value[rec] if ok[m.index.get_loc(rec)] else np.inf
+        better = ok & (value.to_numpy() <= ours)
         keep |= pd.Series(better, index=m.index).reindex(pool, fill_value=False)
     return pool[keep.to_numpy()]
 
