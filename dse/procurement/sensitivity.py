@@ -9,7 +9,8 @@ point is found by bisection on the models (a bracket cut into 16 per evaluation)
 Candidates are the study's feasible trials. Every input enters the metrics as a + b * g(x) with g
 monotone (prices, PUE and intensity linearly, utilisation and life as 1/x), so the difference between
 two designs is monotone in the input: a design that beats the recommendation anywhere in the range
-beats it at one end. Designs that beat it at neither end are dropped before the scan."""
+beats it at one end. Designs that beat it at neither end are dropped before the scan (unless a
+constraint rules the recommendation out at one end: then every design feasible at an end stays)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -109,14 +110,15 @@ def _number(v) -> float | None:
 def _contenders(cands: Candidates, rec, objective: Objective, ends: list[pd.DataFrame], pool: pd.Index) -> pd.Index:
     """The designs of `pool` that are feasible and at least as good as `rec` at one end of the range."""
     sign = -1.0 if objective.direction == "maximize" else 1.0
+    frames = [m.loc[pool.union([rec])] for m in ends]
+    ok = [cands.ok(m) for m in frames]
+    # a constraint `rec` breaks at one end (a budget) makes it lose inside the range to any design that
+    # is feasible there, and a design feasible anywhere is feasible at one end (its metrics are monotone)
+    out = not all(o[m.index.get_loc(rec)] for o, m in zip(ok, frames, strict=True))
     keep = pd.Series(False, index=pool)
-    for m in ends:
-        m = m.loc[pool.union([rec])]
-        value = sign * m[objective.metric]
-        ok = cands.ok(m)
-        # when `rec` itself is out (a constraint it breaks at this end), any feasible design may take over
-        ours = value[rec] if ok[m.index.get_loc(rec)] else np.inf
-        better = ok & (value.to_numpy() <= ours)
+    for m, o in zip(frames, ok, strict=True):
+        value = sign * m[objective.metric].to_numpy()
+        better = o if out else o & (value <= value[m.index.get_loc(rec)])
         keep |= pd.Series(better, index=m.index).reindex(pool, fill_value=False)
     return pool[keep.to_numpy()]
 
