@@ -471,9 +471,13 @@ def test_precision_the_device_cannot_run_lists_what_it_runs():
 
 
 def test_parallelism_needs_a_node_that_connects_the_gpus():
-    assert_names(error_of(workload="llama-3-8b", hardware="h100-pcie", mode="serve", tp=2), "tp", "2",
-                 "no catalog node says how h100-pcie GPUs connect")
-    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v5p", mode="train", batch=8, dp=2), "dp", "2")
+    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v4", mode="serve", tp=2), "tp", "2",
+                 "says how tpu-v4 GPUs connect")
+    assert_names(error_of(workload="llama-3-8b", hardware="tpu-v4", mode="train", batch=8, dp=2), "dp", "2")
+    # a link the device has, but not that wide: H200 NVL's 4-way bridge, and the servers of PCIe cards
+    assert_names(error_of(workload="llama-3-8b", hardware="h200-nvl", mode="serve", tp=8), "tp", "8", "at most 4")
+    assert_names(error_of(workload="llama-3-8b", hardware="l40s", mode="serve", tp=16, gpus_per_node=16), "tp",
+                 "16", "at most 8")
 
 
 def test_training_refuses_storage_narrower_than_its_arithmetic():

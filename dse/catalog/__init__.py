@@ -5,6 +5,7 @@ from dse.catalog.loader import (
            Registry,
            accuracy_ranges,
            economics,
+           links,
            load_hardware_file,
            load_workload_file,
            node_for,
@@ -25,4 +26,4 @@ from dse.catalog.types import (
 
 __all__ = ["KINDS", "PRECISIONS", "CNN", "AccuracyRange", "Accelerator", "Fabric", "Node", "Quantity", "Region",
            "Registry", "Transformer", "Workload", "accuracy_ranges", "economics", "load_hardware_file",
-           "load_workload_file", "node_for", "registry"]
+           "links", "load_workload_file", "node_for", "registry"]

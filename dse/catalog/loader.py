@@ -10,6 +10,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
@@ -440,3 +441,38 @@ def accuracy_ranges() -> tuple[AccuracyRange, ...]:
                                  raw["unit"], raw["models"], raw["source"], str(raw["date"]),
                                  str(raw.get("note", ""))))
     return tuple(out)
+
+
+LINK_TOPOLOGIES = ("pcie", "bridge", "mesh", "torus", "switch")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """How an accelerator without a catalog node connects inside its server (links.toml)."""
+
+    accelerator: str
+    topology: str
+    gpus: int
+    bridge: int
+    peer_bandwidth: float  # B/s per direction per peer pair ("mesh"), else 0
+    source: str
+    date: str
+
+
+@cache
+def links() -> dict[str, Link]:
+    """The sourced intra-server links of links.toml, by accelerator name."""
+    out = {}
+    for i, raw in enumerate(_packaged("links.toml")["link"]):
+        where = f"links.toml link[{i}]"
+        topology = _text(raw, "topology", where)
+        if topology not in LINK_TOPOLOGIES:
+            raise CatalogFileError(f"{where}.topology", topology, " | ".join(LINK_TOPOLOGIES))
+        peer = quantity(raw["peer_bandwidth"], f"{where}.peer_bandwidth", True, "GB/s").si if (
+            topology == "mesh") else 0.0
+        cited = _citation(raw, where)
+        out[_text(raw, "accelerator", where)] = Link(
+            accelerator=raw["accelerator"], topology=topology, gpus=_positive_int(raw, "gpus", where),
+            bridge=_positive_int(raw, "bridge", where) if topology == "bridge" else 0, peer_bandwidth=peer,
+            source=cited["source"], date=cited["date"])
+    return out

@@ -6,12 +6,19 @@ import dataclasses
 
 import numpy as np
 
+from dse import config as cfg
 from dse.models import roofline, serving, transformer
-from dse.modes.setup import Setup, forward_pass, phase_timing, split_phases, stack_phases
+from dse.modes.setup import Setup, forward_pass, phase_timing, split_phases, stack_phases, tp_link
 
 
 def serve(s: Setup, n: dict) -> tuple[dict, list]:
-    """Serve metrics of one replica and the deployment, by the scheduler chosen."""
+    """Serve metrics of one replica and the deployment, by the scheduler chosen, over the link a
+    tensor-parallel group of that size really has (`setup.tp_link`)."""
+    bw, _, largest = tp_link(s.device, n["tp"])
+    if bw is not None:
+        cfg.require(n["tp"] <= largest if largest else True, "tp", n["tp"], f"at most {largest}: the largest "
+                    f"group of {s.device.name} that one server's links join (links.toml)")
+        n["link_bw"] = np.where(n["tp"] > 1, bw, np.inf) if np.ndim(n["tp"]) else (bw if n["tp"] > 1 else np.inf)
     return static(s, n) if n["scheduler"] == "static" else continuous(s, n)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dse import config as cfg
-from dse.catalog import CNN, Accelerator, Transformer, Workload, accuracy_ranges, node_for, registry
+from dse.catalog import CNN, Accelerator, Transformer, Workload, accuracy_ranges, links, node_for, registry
 from dse.errors import UserInputError
 from dse.models import calibration, cnn, compression, roofline, transformer
 from dse.models.precision import Execution, resolve
@@ -135,15 +135,40 @@ def relabel(condition, label: str, otherwise):
 
 
 def scale_up_link(device: Accelerator) -> tuple[float | None, float]:
-    """One direction of the scale-up link between the device's GPUs (B/s) and the per-step latency
-    of that fabric, from the catalog node built from the device; (None, 0) when no node says how its
-    GPUs connect (PCIe cards with bridges, TPUs, Gaudi), so that parallelism is refused, not guessed."""
+    """One direction of the scale-up link between the device's GPUs (B/s) for a group of the whole
+    server, and the per-step latency of that fabric: from the catalog node built from the device, else
+    from its entry in links.toml (PCIe through the host, NVLink bridges, point-to-point meshes, ICI),
+    else, for a user's own chip, its scale_up_bandwidth as a switched fabric; (None, 0) when nothing
+    says how its accelerators connect, so that parallelism is refused, not guessed."""
     node = node_for(device)
     fabric = next((f for f in registry("fabrics") if node and f.name == node.scale_up), None)
-    if fabric is None:
-        return None, 0.0
-    bw = device.get("scale_up_bandwidth") or fabric.get("bandwidth")
-    return bw / 2.0, fabric.get("latency") or 0.0
+    if fabric is not None:
+        bw = device.get("scale_up_bandwidth") or fabric.get("bandwidth")
+        return bw / 2.0, fabric.get("latency") or 0.0
+    bw, _, _ = tp_link(device, None)
+    return (None if bw is None else float(bw)), 0.0
+
+
+def tp_link(device: Accelerator, tp) -> tuple[object, float, int | None]:
+    """(bandwidth per direction per rank for a tensor-parallel group of `tp`, latency per step, the
+    largest group) for devices described in links.toml or by their own scale_up_bandwidth; `tp` None
+    means the whole server. (None, 0, None) when neither says how the device connects. A mesh gives a
+    group of n its n - 1 peer links, (n - 1) x peer bandwidth (AMD MI300X platform: 64 GB/s per
+    direction per pair); a bridge its NVLink within the bridge and PCIe through the host beyond."""
+    link = links().get(device.name) if any(d is device for d in registry("hardware")) else None
+    up, host = device.get("scale_up_bandwidth"), device.get("host_link_bandwidth")
+    if link is None:
+        return (None, 0.0, None) if up is None or node_for(device) else (up / 2.0, 0.0, None)
+    group = link.gpus if tp is None else tp
+    if link.topology == "mesh":
+        return (group - 1.0) * link.peer_bandwidth, 0.0, link.gpus
+    if link.topology == "pcie":
+        return host / 2.0, 0.0, link.gpus
+    if link.topology == "bridge":
+        beyond = host / 2.0 if host else 0.0
+        largest = link.gpus if host else link.bridge
+        return np.where(group <= link.bridge, up / 2.0, beyond), 0.0, largest
+    return up / 2.0, 0.0, link.gpus
 
 
 def common(m: dict, checks: list, n: dict, reasons: list, compute: str) -> dict:

@@ -1,0 +1,50 @@
+"""Tensor parallelism on every accelerator deployed that way: the link a group of n really has
+(links.toml), against arithmetic written out here."""
+import pytest
+
+import dse
+from dse.catalog import registry
+from dse.modes.setup import scale_up_link, tp_link
+
+GB = 1e9
+L, H = 32, 4096  # Llama-3-8B layers and hidden size
+
+
+def dev(name):
+    return registry("hardware").get(name, "hardware")
+
+
+@pytest.mark.parametrize("name,tp,per_direction", [
+    ("l40s", 2, 64 * GB / 2), ("l40s", 8, 64 * GB / 2), ("l4", 4, 64 * GB / 2),  # PCIe Gen4 x16 via the host
+    ("mi300x", 2, 1 * 64 * GB), ("mi300x", 4, 3 * 64 * GB), ("mi300x", 8, 7 * 64 * GB),  # (n-1) x 64 GB/s
+    ("mi325x", 4, 3 * 64 * GB), ("gaudi2", 8, 7 * 37.5 * GB), ("gaudi3", 2, 75 * GB),  # 3 RoCE ports per peer
+    ("a100-pcie-80gb", 2, 600 * GB / 2), ("a100-pcie-80gb", 4, 64 * GB / 2),  # bridge pair, then PCIe
+    ("h100-nvl", 2, 600 * GB / 2), ("h100-pcie", 8, 128 * GB / 2), ("h200-nvl", 4, 900 * GB / 2),
+    ("tpu-v5e", 8, 400 * GB / 2), ("tpu-v5p", 4, 1200 * GB / 2)])
+def test_group_bandwidth(name, tp, per_direction):
+    bw, latency, largest = tp_link(dev(name), float(tp))
+    assert float(bw) == pytest.approx(per_direction, rel=1e-12)
+    assert tp <= largest
+
+
+def test_node_devices_keep_their_fabric_and_pcie_cards_gain_one():
+    assert scale_up_link(dev("h100-sxm"))[0] == pytest.approx(450 * GB)  # NVLink 4, per direction
+    assert scale_up_link(dev("l40s"))[0] == pytest.approx(32 * GB)
+    assert scale_up_link(dev("tpu-v4")) == (None, 0.0)  # nothing says how they connect
+
+
+def test_l40s_tp_all_reduce_over_pcie_by_hand():
+    b = 16
+    m = dse.evaluate(workload="llama-3-8b", hardware="l40s", mode="serve", scheduler="static", tp=4, batch=b,
+                     input_len=512, output_len=128)
+    # two ring all-reduces per layer of b tokens x hidden in fp16: 2(n-1)/n of the buffer at 32 GB/s
+    ring = 2 * 3 / 4 * b * H * 2 / (32 * GB)
+    assert m["communication_time_s"] == pytest.approx(2 * L * ring, rel=1e-12)
+
+
+@pytest.mark.parametrize("name,tp", [("l40s", 4), ("mi300x", 2), ("l4", 8), ("gaudi3", 8), ("a100-pcie-80gb", 2)])
+def test_tp_is_accepted_and_shortens_the_step(name, tp):
+    one = dse.evaluate(workload="llama-3-8b", hardware=name, mode="serve", batch=32, input_len=512, output_len=128)
+    many = dse.evaluate(workload="llama-3-8b", hardware=name, mode="serve", batch=32, input_len=512, output_len=128,
+                        tp=tp)
+    assert many["gpus"] == tp and many["itl_s"] < one["itl_s"]
