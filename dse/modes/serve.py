@@ -45,8 +45,9 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     if scalar and tp == 1:  # one GPU per replica: nothing to all-reduce
         comm = np.zeros(3)
     else:
+        link = n["link_bw"] + 0.0 * b  # a link column (its own per TP degree) per phase
         comm = transformer.tp_allreduce_time(w, stack_phases(scalar, per_pass * i, b, i), tps, s.ex.act_bytes,
-                                             n["link_bw"], n["link_latency"])
+                                             stack_phases(scalar, link, link, link), n["link_latency"])
     prefill, itl, pf1 = split_phases(t.total + comm, 3, scalar)
     ttft = passes * prefill
     comm_dec = split_phases(comm, 3, scalar)[1]
@@ -172,8 +173,8 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     t = roofline.run(table, ex, eff, bandwidth=s.device.memory_bandwidth, weight_bytes=s.weight_bytes,
                      tensor_speedup=s.tensor_speedup)
     eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0)
-    comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, max(ex.act_bytes, 2.0), n["link_bw"],
-                                         n["link_latency"])
+    link = n["link_bw"] if np.ndim(n["link_bw"]) == 0 or np.ndim(tp) == 0 else np.tile(n["link_bw"], 4)
+    comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, max(ex.act_bytes, 2.0), link, n["link_latency"])
     t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
                             overhead=serving.STEP_S + eager + 0.0 * t.total)
     return t, comm
