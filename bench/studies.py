@@ -48,6 +48,23 @@ def quality(name: str, samplers: list[str], gp_trials: int) -> None:
             print(f"  {sampler:8} " + "  ".join(cells) + f"   {time.perf_counter() - start:7.1f}")
 
 
+def seeds(name: str, count: int) -> None:
+    """The acceptance check: the default sampler at the study's own trial count, over `count` seeds
+    (the study's own first), as a share of the exact front's hypervolume."""
+    spec = load(STUDIES / f"{name}.toml")
+    exact = sweep(spec)
+    hv_exact = fr.hypervolume(exact.front, spec.objectives)
+    ratios = []
+    for seed in range(spec.seed, spec.seed + count):
+        with tempfile.TemporaryDirectory() as tmp:
+            study = Study(spec, storage=str(Path(tmp) / "bench.journal"))
+            study.run(trials=spec.trials, seed=seed)
+            ratios.append(fr.hypervolume(study.front(), spec.objectives) / hv_exact)
+    cells = " / ".join(f"{r:.1%}" for r in ratios)
+    print(f"| {name} | {exact.space_size:,} ({exact.evaluated:,} valid); {len(exact.front)} | {spec.trials:,} "
+          f"({spec.trials / exact.space_size:.1%}) | {cells} | {min(ratios):.1%} |", flush=True)
+
+
 def _checkpoints(trials: int) -> list[int]:
     return [max(1, trials // 4), max(1, trials // 2), trials]
 
@@ -97,8 +114,16 @@ def main() -> None:
     parser.add_argument("--rate-repeat", type=int, default=3, help="best of this many timed runs each")
     parser.add_argument("--skip-quality", "--rate-only", action="store_true", help="only the trial rate")
     parser.add_argument("--skip-rate", action="store_true", help="only the front quality")
+    parser.add_argument("--seeds", type=int, default=0,
+                        help="only the default sampler at each study's own trial count, over this many seeds")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.seeds:
+        print("| study | space (valid); exact front | trials (share) | hypervolume ratio per seed | min |")
+        print("|---|---|---|---|---|")
+        for name in args.studies:
+            seeds(name, args.seeds)
+        return
     if not args.skip_quality:
         print("front quality: hypervolume of the sampled front / exact front (share of the space evaluated)")
         for name in args.studies:
