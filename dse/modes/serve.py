@@ -82,7 +82,7 @@ def service_levels(m: dict, n: dict, notes: list) -> None:
     if n["scheduler"] == "static":
         static_service_levels(m, n, notes)
         return
-    scalar = np.ndim(m["itl_s"]) == 0
+    scalar = np.ndim(m["itl_s"] + sum(n[k] for k in ("qps", "itl_slo", "ttft_slo") if n[k] is not None)) == 0
     checks = []
     if n["qps"] is not None:
         cap = m["capacity_requests_per_s"]
