@@ -74,3 +74,15 @@ def test_columns_match_scalars():
                         EX, EFF, bandwidth=2e12, weight_bytes=2.0)
     one = roofline.run(table(2e6, 4e9, 0, 1e6), EX, EFF, bandwidth=2e12, weight_bytes=2.0)
     assert cols.total[1] == pytest.approx(float(one.total))
+
+
+@pytest.mark.parametrize("compute,dequant", [("fp32", False), ("fp16", True)])
+def test_no_tile_penalty_off_tensor_cores_or_in_weight_only_kernels(compute, dequant):
+    # a batch-1 GEMV (M = 1): fp32 CUDA-core math and W4A16 kernels pay F / (R * eta), no (1 + M_1/2 / M)
+    ex = Execution(compute=compute, tensor_rate=100e12, vector_rate=10e12, stored="fp16", weight_bytes=2.0,
+                   act_bytes=2.0, kv_bytes=2.0, dequant=dequant, notes=())
+    f = 2 * 4096**2
+    t = roofline.run(table(0, f, 0, 0, rows=1.0), ex, EFF, bandwidth=2e12, weight_bytes=2.0)
+    assert float(t.compute) == pytest.approx(f / (100e12 * 0.5))
+    tensor = roofline.run(table(0, f, 0, 0, rows=1.0), EX, EFF, bandwidth=2e12, weight_bytes=2.0)
+    assert float(tensor.compute) == pytest.approx(f * (1 + 64) / (100e12 * 0.5))  # fp16 tensor cores at M = 1

@@ -100,7 +100,7 @@ def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, wei
     inv_tensor = 1.0 / (ex.tensor_rate * eff.tensor)
     if tensor_speedup != 1.0:
         inv_tensor = inv_tensor / np.where(w > 0, tensor_speedup, 1.0)
-    t_c = ft * (1.0 + eff.rows_half / table.rows) * inv_tensor + fv * (1.0 / (ex.vector_rate * eff.vector))
+    t_c = ft * (1.0 + tile_rows_half(ex, eff) / table.rows) * inv_tensor + fv * (1.0 / (ex.vector_rate * eff.vector))
     nbytes = w * weight_bytes + table.act_bytes
     t_m = nbytes * (1.0 / (eff.memory * bandwidth))
     rep = table.repeat
@@ -111,6 +111,14 @@ def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, wei
     bound_c = rep @ on_compute
     return Timing(total=total + overhead, compute=rep @ t_c, memory=rep @ t_m, overhead=overhead + 0.0 * total,
                   compute_bound=bound_c, memory_bound=total - bound_c, flops=rep @ (ft + fv), bytes=rep @ nbytes)
+
+
+def tile_rows_half(ex: Execution, eff: Efficiency) -> float:
+    """The rows M_1/2 of the tile-efficiency penalty, which belongs to tensor-core GEMMs: fp32 runs on
+    CUDA cores without matrix tiles (a GEMV there is memory-bound), and weight-only kernels tile for
+    small M (MARLIN reaches near the ideal 3.9x over fp16 at batch 1-16: Frantar et al. 2024, "MARLIN:
+    Mixed-Precision Auto-Regressive Parallel Inference on Large Language Models", Fig. 1)."""
+    return 0.0 if ex.compute == "fp32" or ex.dequant else eff.rows_half
 
 
 def bottleneck(timing: Timing) -> object:

@@ -181,20 +181,30 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
     Works on floats (one design point) or numpy columns (a population).
     """
     names, repeat, kernels, row_kind, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
+    u, row_counts, touched = _pass_terms(w, batch, q_len, kv_len, logit_tokens)
+    return OpTable(names=names, repeat=repeat, weights=_weights_read(w, names, weights, touched, u.ndim),
+                   flops_tensor=ft @ u, rows=row_counts[row_kind], flops_vector=fv @ u, act_bytes=act @ u,
+                   kernels=kernels)
+
+
+def _pass_terms(w: Transformer, batch, q_len, kv_len, logit_tokens):
+    """The monomials of a pass (see above), each operator kind's GEMM rows, and the experts touched."""
     tokens = batch * q_len
     context = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len
     u = _stack([tokens, tokens * context, batch * logit_tokens, batch * context * np.ceil(q_len / FLASH_BLOCK_ROWS)])
     touched = experts_touched(w, tokens)
-    if w.experts > 1:  # expert weights actually read: the experts the batch's tokens touch
-        moe = np.array([n == "mlp" for n in names])
-        weights = np.multiply.outer(np.where(moe, weights, 0.0), touched) + (
-            np.multiply.outer(np.where(moe, 0.0, weights), np.ones_like(tokens)))
-    elif u.ndim > 1:
-        weights = weights[:, None]  # broadcasts against (ops, points) without a copy
     per_expert = tokens * w.top_k / np.maximum(touched, 1e-12)  # no tokens (an empty chunk): no rows
     row_counts = _stack([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, per_expert, 1.0 + 0.0 * tokens])
-    return OpTable(names=names, repeat=repeat, weights=weights, flops_tensor=ft @ u, rows=row_counts[row_kind],
-                   flops_vector=fv @ u, act_bytes=act @ u, kernels=kernels)
+    return u, row_counts, touched
+
+
+def _weights_read(w: Transformer, names, weights, touched, ndim: int):
+    """Weight elements each operator reads: for mixture-of-experts layers, the experts touched."""
+    if w.experts > 1:
+        moe = np.array([n == "mlp" for n in names])
+        return np.multiply.outer(np.where(moe, weights, 0.0), touched) + (
+            np.multiply.outer(np.where(moe, 0.0, weights), np.ones_like(touched)))
+    return weights[:, None] if ndim > 1 else weights  # broadcasts against (ops, points) without a copy
 
 
 def inference_activation_bytes(w: Transformer, tokens, logit_positions, act_bytes: float):
@@ -261,12 +271,14 @@ def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float
     """One engine step under continuous batching with chunked prefill (Yu et al. 2022, Orca, section 4;
     Agrawal et al. 2024, Sarathi-Serve, section 4): `decoding` sequences each add one token at mean
     context `context`, and one prompt of `prompt` tokens contributes a chunk of `chunk` new tokens that
-    attend to the prompt up to the middle chunk. The two parts run as one batch: FLOP and activation
-    bytes add, the weights are read once (for mixture-of-experts, the experts the larger part touches),
-    and each GEMM's rows M are the step's tokens."""
-    d = pass_ops(w, decoding, 1.0, context, 1.0, act_bytes, kv_bytes)
-    p = pass_ops(w, 1.0, chunk, prompt - (prompt - chunk) / 2.0, 1.0, act_bytes, kv_bytes)
-    return OpTable(names=d.names, repeat=d.repeat, weights=np.maximum(d.weights, p.weights),
-                   flops_tensor=d.flops_tensor + p.flops_tensor, rows=d.rows + p.rows,
-                   flops_vector=d.flops_vector + p.flops_vector, act_bytes=d.act_bytes + p.act_bytes,
-                   kernels=d.kernels)
+    attend to the prompt up to the middle chunk. The two parts run as one batch: their monomials (FLOP
+    and activation bytes) add, the weights are read once (for mixture-of-experts, the experts the
+    larger part touches), and each GEMM's rows M are the step's tokens."""
+    names, repeat, kernels, row_kind, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
+    u_d, rows_d, touched_d = _pass_terms(w, decoding, 1.0, context, 1.0)
+    u_p, rows_p, touched_p = _pass_terms(w, 1.0, chunk, prompt - (prompt - chunk) / 2.0, 1.0)
+    u = u_d + u_p
+    return OpTable(names=names, repeat=repeat,
+                   weights=_weights_read(w, names, weights, np.maximum(touched_d, touched_p), u.ndim),
+                   flops_tensor=ft @ u, rows=(rows_d + rows_p)[row_kind], flops_vector=fv @ u, act_bytes=act @ u,
+                   kernels=kernels)
