@@ -11,13 +11,15 @@ both GPUs, so the memory time does scale by exactly 1.64x, but each step also pa
 launches that no bandwidth buys back, so the per-token speedup is lower (about 1.45x here). And the
 crossover to compute-bound does not come at a fixed batch: the KV-cache reads grow with the batch as
 fast as the GEMM arithmetic, so on H100 decode stays memory-bound at this context.
+Asked of a static batch (`scheduler="static"`): one decode step with its kernel launches.
 """
 from __future__ import annotations
 
 import dse
 from dse.catalog import registry
 
-DECODE = dict(workload="llama-3-8b", mode="serve", input_len=512, output_len=128, precision="fp16")
+DECODE = dict(workload="llama-3-8b", mode="serve", scheduler="static", input_len=512, output_len=128,
+              precision="fp16")
 
 
 def decode(hardware: str, batch: int = 1) -> dict:

@@ -83,7 +83,7 @@ def test_weight_precision_column_none_on_some_rows():
     frame["weight_precision"] = [None, "int4", None, "int8"]
     out = dse.evaluate_many(frame)
     assert_rows_match(frame, out)
-    assert out.loc[1, "weights_bytes"] == pytest.approx(out.loc[0, "weights_bytes"] / 4, rel=1e-12)
+    assert out.loc[1, "weights_bytes"] == pytest.approx(out.loc[0, "weights_bytes"] * 4.25 / 16, rel=1e-12)
 
 
 def test_mixed_modes_frame_matches_evaluate_row_by_row():

@@ -31,7 +31,7 @@ def test_int4_on_h100_is_weight_only_fp16(hw):
     assert h100.peak("int4") is None  # Hopper has no INT4 tensor cores
     ex = resolve(h100, "int4", None)
     assert ex.compute == "fp16" and ex.tensor_rate == 989.5e12
-    assert ex.weight_bytes == 0.5
+    assert ex.weight_bytes == (4 + 32 / 128) / 8  # 4 bits and a 16-bit scale and zero point per group of 128
     assert ex.act_bytes == 2.0
     assert ex.dequant is True
     assert any("no native int4" in n for n in ex.notes)
@@ -74,10 +74,10 @@ def test_weight_precision_wider_than_arithmetic_is_refused(hw):
 
 def test_weight_only_int4_storage_under_fp16_arithmetic(hw):
     ex = resolve(hw("h100"), "fp16", "int4")
-    assert ex.compute == "fp16" and ex.weight_bytes == 0.5 and ex.act_bytes == 2.0 and ex.dequant is True
+    assert ex.compute == "fp16" and ex.weight_bytes == 4.25 / 8 and ex.act_bytes == 2.0 and ex.dequant is True
     dense = dse.evaluate(hardware="h100", **DECODE)
     w4 = dse.evaluate(hardware="h100", **DECODE, weight_precision="int4")
-    assert w4["weights_bytes"] == pytest.approx(dense["weights_bytes"] / 4, rel=1e-12)
+    assert w4["weights_bytes"] == pytest.approx(dense["weights_bytes"] * 4.25 / 16, rel=1e-12)
 
 
 def test_two_four_sparsity_on_h100_lowers_decode_memory_time():

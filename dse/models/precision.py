@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from dse.catalog.types import Accelerator
 
 BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5, "int8": 1.0, "int4": 0.5}
+# Stored weights carry their quantization scales: int4 in groups of 128 with a 16-bit scale and zero
+# point each, 4 + 32/128 = 4.25 bits (the AWQ/GPTQ default: Lin et al. 2024, section 5.1; Frantar et
+# al. 2023); fp4 as NVFP4, an FP8 scale per 16 values, 4 + 8/16 = 4.5 bits (NVIDIA Technical Blog,
+# "Introducing NVFP4 for Efficient and Accurate Low-Precision Inference", 2025; MXFP4's E8M0 scale
+# per 32 would be 4.25). 8-bit formats keep per-channel or per-tensor scales, negligible per value.
+STORED_BYTES = {**BYTES, "int4": 4.25 / 8.0, "fp4": 4.5 / 8.0}
 
 # Wider arithmetic that software uses when the device lacks the requested one, nearest first.
 _FALLBACK = {
@@ -74,7 +80,7 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
     stored = weight_precision or precision
     if BYTES[stored] > BYTES[precision] or (stored != precision and BYTES[stored] == BYTES[precision]):
         raise ValueError(f"a format narrower than the arithmetic {precision} (weight-only quantization)")
-    weight_bytes = BYTES[stored]
+    weight_bytes = STORED_BYTES[stored]
     act_bytes = BYTES[compute]  # activations in the arithmetic's width (integer GEMMs: W8A8, Xiao et al. 2023)
     dequant = weight_bytes < BYTES[compute]
     if weight_precision and weight_bytes < BYTES[compute]:
