@@ -12,8 +12,9 @@ bytes per step, but not all of them shrink: the KV cache, the activations and 35
 per step stay, so int4 decodes about 2x faster than fp16, not 4x (and never 8x: fp32 is not the
 baseline anyone serves). These are static batches (`scheduler="static"`), one decode step with its
 kernel launches; under continuous batching a CUDA graph replaces the launches with one per-step
-overhead. At batch 256 the step is dominated by KV-cache reads and fp16 arithmetic, which int4 weights do not shrink (dequantization even adds a little); fp8, native on H100, halves
-the KV cache, the weights and the arithmetic time together.
+overhead. At batch 256 the step is dominated by KV-cache reads and fp16 arithmetic, which int4
+weights do not shrink (dequantization even adds a little); fp8, native on H100, halves the KV cache,
+the weights and the arithmetic time together.
 Where the seed is wrong: it says the B200 runs int4 natively; Blackwell's narrow tensor-core format
 is FP4 (NVFP4), and NVIDIA's B200 datasheet lists no int4 rate. Its accuracy figure (2-5%
 degradation) is uncited; the catalog's cited ranges are printed instead, labelled as such.
