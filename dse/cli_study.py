@@ -12,6 +12,7 @@ from dse import front as fr
 from dse import report
 from dse.errors import UserInputError
 from dse.objectives import Objectives
+from dse.procurement.inputs import BY_KEY as UNCERTAIN
 from dse.study import ENV_STORAGE, HOST, SAMPLERS, Study, load_study
 from dse.studyfile import StudySpec
 from dse.sweep import save, saved_front, sweep
@@ -70,7 +71,7 @@ def _report_parser(sub) -> None:
     p.add_argument("--md", metavar="F", help="write the report as Markdown (charts as PNG files beside it)")
     p.add_argument("--html", metavar="F", help="write the report as one HTML page, charts embedded")
     p.add_argument("--vary", metavar="NAMES", help="comma-separated uncertain inputs to vary (default: all of "
-                   "electricity_price, pue, grid_intensity, gpu_hour_price, gpu_price, utilisation, hardware_life)")
+                   f"{', '.join(UNCERTAIN)})")
     p.add_argument("--robust", action="store_true", help="add the robust front (dominance with every input at its "
                    "worse end)")
 

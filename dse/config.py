@@ -88,9 +88,13 @@ NUMERIC: dict[str, Field] = {
                             "the catalog's for the accelerator and --purchase class)"),
     "gpu_price": Field("real", 0, 1e8, inclusive=False, help="purchase price per accelerator with its share of host, "
                        "network and storage, USD (buy only; default: from the catalog)"),
+    "gpu_failure_rate": Field("real", 0, 1, help="failures per GPU-hour (default: the catalog's, from Llama 3 "
+                              "training)"),
+    "node_failure_rate": Field("real", 0, 1, help="host and network failures per node-hour (default: the catalog's)"),
 }
 ECONOMICS = ("duration_days", "pue", "grid_g_per_kwh", "electricity_price", "fleet_utilization", "life_years",
-             "repair_hours", "gpu_hour_price", "gpu_price", "region", "purchase")
+             "repair_hours", "gpu_hour_price", "gpu_price", "gpu_failure_rate", "node_failure_rate", "region",
+             "purchase")
 BUY_ONLY = ("electricity_price", "fleet_utilization", "gpu_price")
 RENT_ONLY = ("gpu_hour_price",)
 CHOICES: dict[str, tuple[str, ...]] = {

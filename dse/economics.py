@@ -150,11 +150,17 @@ def _given(n: dict, key: str, default):
     return default if n.get(key) is None else n[key]
 
 
+def _failure_rates(n: dict, site: Site) -> tuple:
+    """Failures per GPU-second and per node-second: the options (per hour) where given, else the catalog's."""
+    return (_given(n, "gpu_failure_rate", site.gpu_failures_per_s * 3600.0) / 3600.0,
+            _given(n, "node_failure_rate", site.node_failures_per_s * 3600.0) / 3600.0)
+
+
 def _training(m: dict, n: dict, site: Site, per_node: float, out: dict):
     """Horizon, fleet and tokens of a training run: wall time stretched by checkpoint/restart."""
     gpus = n["gpus"]
     nodes = np.ceil(gpus / per_node)
-    rate = reliability.failure_rate(gpus, nodes, site.gpu_failures_per_s, site.node_failures_per_s)
+    rate = reliability.failure_rate(gpus, nodes, *_failure_rates(n, site))
     write_s = m["checkpoint_bytes"] / (nodes * site.checkpoint_bw_per_node)
     interval = reliability.checkpoint_interval(write_s, 1.0 / rate)
     # a restart reloads the checkpoint at the bandwidth it was written with
@@ -189,7 +195,7 @@ def _serving(m: dict, n: dict, site: Site, per_node: float, out: dict):
         activity = m["activity"] * serving.busy_probability(n["batch"], np.minimum(load, 0.999 * n["batch"]))
         tokens = np.minimum(n["qps"] * n["output_len"], m["tokens_per_s"] / given * replicas) * held
     tp = n["tp"]
-    rate = reliability.failure_rate(tp, tp / per_node, site.gpu_failures_per_s, site.node_failures_per_s)
+    rate = reliability.failure_rate(tp, tp / per_node, *_failure_rates(n, site))
     repair = _given(n, "repair_hours", None)
     spares = reliability.spares_needed(replicas, rate, site.restart_s if repair is None else repair * 3600.0,
                                        SPARE_RISK)

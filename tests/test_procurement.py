@@ -154,6 +154,14 @@ def test_price_options_replace_the_catalog_prices():
         dse.evaluate(**SCENARIO, hardware="h100-sxm", purchase="rent", gpu_price=2.0)
 
 
+def test_failure_rate_options_set_the_mtbf():
+    """2,048 GPUs in 256 nodes: MTBF = 1 / (2,048 x 3e-5 + 256 x 6e-5) hours."""
+    m = dse.evaluate(workload="llama-3-70b", hardware="h100-sxm", mode="train", gpus=2048, tp=8, pp=4, dp=64,
+                     batch=2048, micro_batch=1, seq_len=8192, tokens=15e12, purchase="rent-gpu-cloud",
+                     gpu_failure_rate=3e-5, node_failure_rate=6e-5)
+    assert m["mtbf_s"] == pytest.approx(3600 / (2048 * 3e-5 + 256 * 6e-5), rel=1e-12)
+
+
 def test_uncertainty_intervals_contain_the_catalog_case(report):
     for role, spans in report["uncertainty"].items():
         metrics = report["recommendations"][role]["metrics"]

@@ -49,11 +49,13 @@ INPUTS = (
     Input("gpu_price", "gpu_price", "hardware", ("buy",), "purchase price", "USD/GPU", "high"),
     Input("utilisation", "fleet_utilization", "all", ("buy",), "owned fleet utilisation", "", "low"),
     Input("hardware_life", "life_years", "all", None, "hardware life", "years", "low"),
+    Input("gpu_failure_rate", "gpu_failure_rate", "all", None, "GPU failure rate", "1/GPU-h", "high"),
+    Input("node_failure_rate", "node_failure_rate", "all", None, "node failure rate", "1/node-h", "high"),
 )
 BY_KEY = {i.key: i for i in INPUTS}
 # catalog figures the issue names as uncertain that no evaluation option can vary yet
-NOT_VARIED = ("accelerator efficiency (fitted per device class, no range)", "failure rates (catalog gpu/node "
-              "failure_rate, no evaluation option)", "embodied carbon (catalog footprints, no evaluation option)")
+NOT_VARIED = ("accelerator efficiency (fitted per device class, no range)",
+              "embodied carbon (catalog footprints have no range, no evaluation option)")
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,9 @@ def _range(i: Input, point: dict, region: str, purchase: str) -> Range | str:
     if i.option == "fleet_utilization":
         low, value, high = UTILISATION
         return Range(i, "all", None, low, value, high, UTILISATION_SOURCE)
-    q = assumptions()["hardware_life"]
-    return _from_quantity(i, "all", None, q, 1 / economics.SECONDS_PER_YEAR)
+    if i.option == "life_years":
+        return _from_quantity(i, "all", None, assumptions()["hardware_life"], 1 / economics.SECONDS_PER_YEAR)
+    return _from_quantity(i, "all", None, assumptions()[i.key], SECONDS_PER_HOUR)
 
 
 def _from_quantity(i: Input, entity: str, purchase: str | None, q: Quantity, scale: float) -> Range:

@@ -6,10 +6,11 @@ through `evaluate_many` (all values of a scan in one frame). The recommendation'
 gives the tornado bar; where another design becomes the recommendation inside the range, the flip
 point is found by bisection on the models (a bracket cut into 16 per evaluation).
 
-Candidates are the study's feasible trials. Every input enters the metrics as a + b * g(x) with g
-monotone (prices, PUE and intensity linearly, utilisation and life as 1/x), so the difference between
+Candidates are the study's feasible trials. The price, PUE, intensity, utilisation and life inputs
+enter the metrics as a + b * g(x) with g monotone (linearly, or as 1/x), so the difference between
 two designs is monotone in the input: a design that beats the recommendation anywhere in the range
-beats it at one end. Designs that beat it at neither end are dropped before the scan (unless a
+beats it at one end (failure rates enter through goodput, monotone but not of that form: for them
+this is a close approximation). Designs that beat it at neither end are dropped before the scan (unless a
 constraint rules the recommendation out at one end: then every design feasible at an end stays)."""
 from __future__ import annotations
 
