@@ -55,6 +55,8 @@ def _eval_parser(sub) -> None:
     p.add_argument("--weight-precision", help="store weights narrower than the arithmetic (weight-only quantization)")
     p.add_argument("--sparsity", help="2:4 (structured) or a fraction of zero weights")
     p.add_argument("--recompute", help="activation recomputation: none | selective | full (train)")
+    p.add_argument("--scheduler", help="serve: continuous (default; continuous batching with chunked prefill) | "
+                   "static (whole batches)")
     for key, spec in cfg.NUMERIC.items():
         p.add_argument(cfg.option(key), dest=key, metavar="X", help=spec.help)
     money = p.add_argument_group("economics (with --tokens or --duration-days)")
