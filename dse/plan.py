@@ -17,7 +17,7 @@ import pandas as pd
 from dse import config as cfg
 from dse.catalog import Transformer
 from dse.errors import UserInputError
-from dse.evaluation import evaluate_many
+from dse.evaluation import evaluate_many, evaluate_point
 from dse.modes.setup import scale_out_link
 
 LAYOUT = ("tp", "pp", "cp", "dp", "micro_batch", "vp", "zero", "recompute")
@@ -94,8 +94,11 @@ def add_parser(sub) -> None:
 def run_cli(args) -> int:
     numbers = {k: int(cfg.check_number(k, getattr(args, k))) for k in ("gpus", "global_batch", "seq_len",
                                                                           "gpus_per_node") if getattr(args, k)}
-    top = int(cfg.check_number("batch", args.top))
-    ranked = plan_training(args.workload, args.hardware, precision=args.precision, **numbers).head(top)
+    if not args.top.isdigit() or int(args.top) < 1:
+        raise UserInputError("--top", args.top, "a whole number of layouts >= 1")
+    # the precision's own checks, spelt as the CLI spells them, before the population runs
+    evaluate_point(workload=args.workload, hardware=args.hardware, mode="train", precision=args.precision)
+    ranked = plan_training(args.workload, args.hardware, precision=args.precision, **numbers).head(int(args.top))
     if args.json:
         print(ranked.to_json(orient="records", indent=2))
         return 0

@@ -269,3 +269,18 @@ def test_hfu_counts_the_recomputed_attention_core_of_unfused_attention(tmp_path)
     peak = 312e12 * 8
     extra = 4 * 24 * 2304 * (2048 + 1) / 2 * 8 * 2048  # 4 L h s_att per token, the causal keys attended
     assert (m["hfu"] - m["mfu"]) * m["step_time_s"] * peak == pytest.approx(extra, rel=1e-9)
+
+
+def test_plan_cli_ranks_and_names_bad_options(capsys):
+    from dse.cli import main
+    assert main(["plan", "--workload", "llama-3-8b", "--hardware", "h100", "--gpus", "8", "--global-batch", "8",
+                 "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].split()[:4] == ["tp", "pp", "cp", "dp"]
+    for argv, fragment in ((["--top", "0"], "--top = '0'"), (["--precision", "int4"], "--precision = 'int4'"),
+                           (["--gpus", "-8"], "--gpus")):
+        base = {"--workload": "llama-3-8b", "--hardware": "h100", "--gpus": "8", "--global-batch": "8"}
+        base.update(dict(zip(argv[::2], argv[1::2], strict=True)))
+        assert main(["plan", *[x for kv in base.items() for x in kv]]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("dse plan: error:") and fragment in err and "Traceback" not in err
