@@ -136,3 +136,33 @@ def test_bad_engine_options_are_named(option, value, words):
     with pytest.raises(dse.UserInputError) as err:
         dse.evaluate(**SERVE, batch=8, **{option: value})
     assert option in str(err.value) and words in str(err.value)
+
+
+def test_fp8_keeps_the_tp_all_reduce_in_16_bits():
+    # decode at full load: full = slots (O-1) / (chunk steps + O-1) sequences, one token each; two ring
+    # all-reduces per layer of full x hidden in 16 bits over NVLink 4 (450 GB/s a direction, 1.37 us a step)
+    b, i, o = 64, 512, 128
+    m = dse.evaluate(workload="llama-3-8b", hardware="h100", mode="serve", precision="fp8", tp=2, batch=b,
+                     input_len=i, output_len=o)
+    full = b * (o - 1) / (1 + o - 1)  # a 512-token prompt fits one step's budget: one chunk step
+    ring = 2 * 1 / 2 * full * H * 2 / 450e9 + 2 * 1 * 1.37e-6
+    assert m["communication_time_s"] == pytest.approx(2 * L * ring, rel=1e-9)
+
+
+def test_engine_steps_pay_a_step_overhead_not_kernel_launches():
+    # under CUDA graphs a decode-only step pays the engine's per-step overhead once, whatever its kernels;
+    # a step carrying a prefill chunk adds one eager attention launch per layer
+    import importlib
+
+    from dse.catalog import registry
+    from dse.config import engine_options, numbers
+    from dse.modes.setup import setup
+    sv = importlib.import_module("dse.modes.serve")
+    s = setup(registry("workloads").get("llama-3-8b", "w"), registry("hardware").get("h100", "h"), "serve", "fp16",
+              None, None, "none")
+    n = numbers({"batch": 8.0}, s)
+    engine_options(n, {"batch": 8.0}, None, s)
+    decode, _ = sv._steps(s, n, 8.0, 600.0, 0.0, 512.0, 1.0)
+    mixed, _ = sv._steps(s, n, 8.0, 600.0, 512.0, 512.0, 1.0)
+    assert float(decode.overhead) == serving.STEP_S
+    assert float(mixed.overhead) == pytest.approx(serving.STEP_S + 32 * s.eff.launch)
