@@ -60,7 +60,8 @@ FIELDS = {
                   "embodied_per_memory_gb", "embodied_packaging"},
     "transformer": {"name", "aliases", "display", "family", "layers", "hidden", "heads", "kv_heads", "vocab", "ffn",
                     "ffn_hidden", "seq_len", "experts", "top_k", "tied_embeddings", "causal", "patch", "image",
-                    "channels", "source", "date", "note", "attention"},
+                    "channels", "source", "date", "note", "attention", "head_dim", "q_lora_rank", "kv_lora_rank",
+                    "qk_rope_head_dim", "shared_experts", "moe_ffn_hidden", "dense_layers"},
     "cnn": {"name", "aliases", "display", "family", "input", "layers", "source", "date", "note"},
 }
 
@@ -236,8 +237,8 @@ def workload(raw: Mapping, where: str) -> Transformer | CNN:
         raise CatalogFileError(f"{where}.vocab", vocab, "a non-negative integer (required)")
     heads = dims["heads"]
     kv_heads = _positive_int(raw, "kv_heads", where, heads)
-    if dims["hidden"] % heads:
-        raise CatalogFileError(f"{where}.hidden", dims["hidden"], f"a multiple of heads ({heads})")
+    if dims["hidden"] % heads and "head_dim" not in raw:
+        raise CatalogFileError(f"{where}.hidden", dims["hidden"], f"a multiple of heads ({heads}), or head_dim given")
     if heads % kv_heads:
         raise CatalogFileError(f"{where}.kv_heads", kv_heads, f"a divisor of heads ({heads})")
     ffn = raw.get("ffn", "gelu")
@@ -250,7 +251,8 @@ def workload(raw: Mapping, where: str) -> Transformer | CNN:
     top_k = _positive_int(raw, "top_k", where, 1)
     if top_k > experts:
         raise CatalogFileError(f"{where}.top_k", top_k, f"at most experts ({experts})")
-    extra = {k: _positive_int(raw, k, where) for k in ("patch", "image") if k in raw}
+    extra = {k: _positive_int(raw, k, where) for k in ("patch", "image", *_SHAPE_OPTIONS) if k in raw}
+    _check_shape_options(extra, experts, dims["layers"], where)
     if raw.get("attention", "flash") not in ("flash", "unfused"):
         raise CatalogFileError(f"{where}.attention", raw["attention"], "\"flash\" (fused, the default) or "
                                "\"unfused\" (score matrix written to memory)")
@@ -265,6 +267,23 @@ def workload(raw: Mapping, where: str) -> Transformer | CNN:
                        tied_embeddings=_bool(raw, "tied_embeddings", where, False),
                        causal=_bool(raw, "causal", where, True), channels=_positive_int(raw, "channels", where, 3),
                        **extra, **common)
+
+
+_SHAPE_OPTIONS = ("head_dim", "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "shared_experts", "moe_ffn_hidden",
+                  "dense_layers")
+
+
+def _check_shape_options(given: dict, experts: int, layers: int, where: str) -> None:
+    """Latent-attention fields need kv_lora_rank; shared experts, expert width and dense layers need experts."""
+    for key in ("q_lora_rank", "qk_rope_head_dim"):
+        if key in given and "kv_lora_rank" not in given:
+            raise CatalogFileError(f"{where}.kv_lora_rank", None, f"a positive integer when {key} is given "
+                                   "(multi-head latent attention)")
+    for key in ("shared_experts", "moe_ffn_hidden", "dense_layers"):
+        if key in given and experts == 1:
+            raise CatalogFileError(f"{where}.{key}", given[key], "left out of a dense model (experts = 1)")
+    if given.get("dense_layers", 0) >= layers:
+        raise CatalogFileError(f"{where}.dense_layers", given["dense_layers"], f"fewer than layers ({layers})")
 
 
 def _freeze(layer: Mapping) -> tuple:

@@ -94,11 +94,20 @@ class Transformer:
     note: str = ""
     aliases: tuple[str, ...] = ()
     attention: str = "flash"
+    head_dim: int = 0  # width of a head (default hidden / heads); with MLA, the no-RoPE Q/K and the V width
+    q_lora_rank: int = 0  # MLA: width of the compressed query (0: a full-rank query projection)
+    kv_lora_rank: int = 0  # MLA: width of the cached key-value latent (0: no latent attention)
+    qk_rope_head_dim: int = 0  # MLA: decoupled RoPE query/key width per head; its key is cached once a token
+    shared_experts: int = 0  # MoE: experts every token runs besides its top_k routed ones
+    moe_ffn_hidden: int = 0  # MoE: inner width of each expert (default ffn_hidden)
+    dense_layers: int = 0  # MoE: leading layers with a dense ffn_hidden MLP instead (DeepSeek first_k_dense_replace)
     family: str = field(default="transformer", init=False)
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
+    def __post_init__(self) -> None:
+        if not self.head_dim:
+            object.__setattr__(self, "head_dim", self.hidden // self.heads)
+        if not self.moe_ffn_hidden:
+            object.__setattr__(self, "moe_ffn_hidden", self.ffn_hidden)
 
 
 @dataclass(frozen=True, slots=True)

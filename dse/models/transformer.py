@@ -29,24 +29,86 @@ def _mlp_mats(w: Transformer) -> int:
     return 3 if w.ffn == "swiglu" else 2
 
 
+# Multi-head latent attention (MLA; DeepSeek-AI 2024, "DeepSeek-V2", section 2.1; "DeepSeek-V3 Technical
+# Report", section 2.1.1): keys and values are up-projected from a kv_lora_rank-wide latent that the
+# cache holds, next to one qk_rope_head_dim-wide RoPE key shared by all heads; each head's query and key
+# are head_dim (no RoPE) + qk_rope_head_dim wide, its value head_dim; the query may itself come from a
+# q_lora_rank-wide latent. Prefill materialises per-head K and V (what these FLOP count); the cache,
+# and so the bytes decode streams, is the latent.
+
+def qk_head_dim(w: Transformer) -> int:
+    """Width of one head's query and key: head_dim, plus the decoupled RoPE part under MLA."""
+    return w.head_dim + w.qk_rope_head_dim
+
+
+def kv_cache_elements(w: Transformer) -> int:
+    """Elements one layer caches per token: K and V of every KV head, 2 * kv_heads * head_dim, or under
+    MLA the latent and the shared RoPE key, kv_lora_rank + qk_rope_head_dim (DeepSeek-V2, section 2.1.2)."""
+    if w.kv_lora_rank:
+        return w.kv_lora_rank + w.qk_rope_head_dim
+    return 2 * w.kv_heads * w.head_dim
+
+
+def kv_groups(w: Transformer) -> int:
+    """How many separate K/V groups the cache holds (tensor parallelism splits at most this far): the
+    KV heads, or one latent under MLA, which every rank keeps whole."""
+    return 1 if w.kv_lora_rank else w.kv_heads
+
+
+def _qkv_weights(w: Transformer) -> int:
+    """Q, K and V projections: h*(heads*dq + 2*kv_heads*d); under MLA the query (down and up when
+    q_lora_rank is set), the KV down-projection to the latent and RoPE key, the K and V up-projections
+    and the two latent norms."""
+    h, q = w.hidden, w.heads * qk_head_dim(w)
+    if not w.kv_lora_rank:
+        return h * (q + 2 * w.kv_heads * w.head_dim)
+    query = h * w.q_lora_rank + w.q_lora_rank * q if w.q_lora_rank else h * q
+    return (query + h * (w.kv_lora_rank + w.qk_rope_head_dim) + w.kv_lora_rank * w.heads * 2 * w.head_dim
+            + w.q_lora_rank + w.kv_lora_rank)
+
+
+def _out_weights(w: Transformer) -> int:
+    """Output projection from the heads' values back to the hidden width: heads*d x h."""
+    return w.heads * w.head_dim * w.hidden
+
+
 def _attention_weights(w: Transformer) -> int:
-    """Q, K, V and output projections: h*(h + 2*kv_heads*d) + h*h."""
-    return w.hidden * (w.hidden + 2 * w.kv_heads * w.head_dim) + w.hidden * w.hidden
+    """Q, K, V and output projections: h*(h + 2*kv_heads*d) + h*h when heads*d = h."""
+    return _qkv_weights(w) + _out_weights(w)
+
+
+def attention_pair_flops(w: Transformer) -> int:
+    """FLOP of one layer for one (query, key) pair: Q.K over qk_head_dim and P.V over head_dim, for
+    every head, 2 FLOP a multiply-add: 4*h when heads*d = h (PaLM's 4*L*h*s per token)."""
+    return 2 * w.heads * (qk_head_dim(w) + w.head_dim)
+
+
+def moe_layers(w: Transformer) -> int:
+    """Layers whose MLP is routed experts (all but the leading dense ones); 0 for a dense model."""
+    return w.layers - w.dense_layers if w.experts > 1 else 0
 
 
 def _router_weights(w: Transformer) -> int:
     return w.hidden * w.experts if w.experts > 1 else 0
 
 
+def _mlp_total(w: Transformer, routed: int) -> float:
+    """MLP weight elements over all layers when each MoE layer runs `routed` routed experts (plus its
+    shared ones) and each dense layer its ffn_hidden MLP."""
+    mats, h = _mlp_mats(w), w.hidden
+    moe = moe_layers(w) * mats * h * w.moe_ffn_hidden * (routed + w.shared_experts)
+    return float(moe + (w.layers - moe_layers(w)) * mats * h * w.ffn_hidden)
+
+
 def layer_weights(w: Transformer) -> float:
-    """Weight elements of one transformer layer (all experts), norms included."""
-    mlp = _mlp_mats(w) * w.hidden * w.ffn_hidden * w.experts
-    return float(_attention_weights(w) + mlp + _router_weights(w) + 2 * w.hidden)
+    """Weight elements of a mean transformer layer (all experts), norms included."""
+    routers = moe_layers(w) * _router_weights(w)
+    return (w.layers * _attention_weights(w) + _mlp_total(w, w.experts) + routers) / w.layers + 2 * w.hidden
 
 
 def expert_weights(w: Transformer) -> float:
-    """Weight elements of one layer's routed experts (0 for a dense model)."""
-    return float(_mlp_mats(w) * w.hidden * w.ffn_hidden * w.experts) if w.experts > 1 else 0.0
+    """Weight elements of a mean layer's routed experts (0 for a dense model)."""
+    return moe_layers(w) * _mlp_mats(w) * w.hidden * w.moe_ffn_hidden * w.experts / w.layers
 
 
 def parameters(w: Transformer) -> float:
@@ -60,10 +122,10 @@ def parameters(w: Transformer) -> float:
 
 
 def matmul_parameters_per_token(w: Transformer) -> float:
-    """Parameters a token multiplies by in a forward pass (active experts only, LM head included,
-    embedding lookup excluded): the N of the 2N / 6N FLOP-per-token rule (Kaplan et al. 2020)."""
-    mlp = _mlp_mats(w) * w.hidden * w.ffn_hidden * w.top_k
-    return float(w.layers * (_attention_weights(w) + mlp + _router_weights(w)) + w.vocab * w.hidden)
+    """Parameters a token multiplies by in a forward pass (active and shared experts only, LM head
+    included, embedding lookup excluded): the N of the 2N / 6N FLOP-per-token rule (Kaplan et al. 2020)."""
+    return float(w.layers * _attention_weights(w) + _mlp_total(w, w.top_k) + moe_layers(w) * _router_weights(w)
+                 + w.vocab * w.hidden)
 
 
 def attended_keys(w: Transformer, seq_len):
@@ -73,17 +135,18 @@ def attended_keys(w: Transformer, seq_len):
 
 def model_flops(w: Transformer, tokens, seq_len, training: bool):
     """Model FLOP of a forward (or forward+backward) pass: PaLM's 2N + 4*L*h*s per forward token
-    (Chowdhery et al. 2022, Appendix B), with s the keys each query really attends, (s + 1)/2 for a
-    causal model, as FlashAttention-2 counts causal FLOP (Dao 2023, section 4.1). Counting all s
-    keys, as PaLM does, credits work a causal kernel skips and lets MFU exceed 1 at long context.
-    Training triples it (forward + backward)."""
-    per_token = 2.0 * matmul_parameters_per_token(w) + 4.0 * w.layers * w.hidden * attended_keys(w, seq_len)
+    (Chowdhery et al. 2022, Appendix B; 4*h is `attention_pair_flops`), with s the keys each query
+    really attends, (s + 1)/2 for a causal model, as FlashAttention-2 counts causal FLOP (Dao 2023,
+    section 4.1). Counting all s keys, as PaLM does, credits work a causal kernel skips and lets MFU
+    exceed 1 at long context. Training triples it (forward + backward)."""
+    per_token = 2.0 * matmul_parameters_per_token(w) + w.layers * attention_pair_flops(w) * attended_keys(w, seq_len)
     return (3.0 if training else 1.0) * per_token * tokens
 
 
 def kv_cache_bytes(w: Transformer, batch, context, kv_bytes: float):
-    """K and V of every layer for `batch` sequences of `context` tokens: 2*L*kv_heads*d*ctx*b bytes."""
-    return 2.0 * w.layers * w.kv_heads * w.head_dim * context * batch * kv_bytes
+    """The cache of every layer for `batch` sequences of `context` tokens: L * `kv_cache_elements` *
+    ctx * b bytes (2*L*kv_heads*d*ctx*b, or L*(kv_lora_rank + qk_rope_head_dim)*ctx*b under MLA)."""
+    return float(w.layers * kv_cache_elements(w)) * context * batch * kv_bytes
 
 
 def experts_touched(w: Transformer, tokens):
@@ -126,30 +189,35 @@ def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
     plus the K/V rows it streams; the MLP GEMMs read h, write the `mats - 1` up/gate outputs (f each),
     read the activated f and write h, i.e. 2h + mats*f per routed copy; the activation reads the
     up/gate outputs and writes one f; each norm and residual add reads and writes h (three for an add)."""
-    h, f, d, L = w.hidden, w.ffn_hidden, w.head_dim, w.layers
-    kvd = w.kv_heads * d
+    h, f, L = w.hidden, w.moe_ffn_hidden, w.layers
+    kv, q, o, qkv = kv_cache_elements(w), w.heads * qk_head_dim(w), w.heads * w.head_dim, _qkv_weights(w)
     # unfused attention computes the whole square and masks it: twice the causal pairs
     fused = w.attention == "flash"
     square = 1 if fused or not w.causal else 2
     mats = _mlp_mats(w)
     k, ab = w.top_k, act_bytes
+    routed = moe_layers(w) or L  # layers whose MLP row below is the (routed) MLP
     mlp_rows = EXPERT_ROWS if w.experts > 1 else TOKENS
     rows = [  # name, repeat, kernels, GEMM rows, weights, tensor FLOP, vector FLOP, activation bytes
-        ("qkv_proj", L, 1, TOKENS, h * (h + 2 * kvd), (2 * h * (h + 2 * kvd), 0, 0, 0), (0, 0, 0, 0),
-         ((2 * h + 2 * kvd) * ab, 0, 0, 0)),
-        ("attention", L, 1 if fused else 4, QUERY_ROWS, 0, (0, 4 * w.heads * d * square, 0, 0),
+        ("qkv_proj", L, 1, TOKENS, qkv, (2 * qkv, 0, 0, 0), (0, 0, 0, 0), ((h + q + kv) * ab, 0, 0, 0)),
+        ("attention", L, 1 if fused else 4, QUERY_ROWS, 0, (0, attention_pair_flops(w) * square, 0, 0),
          (0, SOFTMAX_FLOP * w.heads * square, 0, 0),
-         (2 * h * ab, UNFUSED_SCORE_BYTES * ab * w.heads * square * (not fused), 0, 2 * kvd * kv_bytes)),
-        ("out_proj", L, 1, TOKENS, h * h, (2 * h * h, 0, 0, 0), (0, 0, 0, 0), (2 * h * ab, 0, 0, 0)),
-        ("mlp", L, mats, mlp_rows, mats * h * f, (2 * k * mats * h * f, 0, 0, 0), (0, 0, 0, 0),
+         ((q + o) * ab, UNFUSED_SCORE_BYTES * ab * w.heads * square * (not fused), 0, kv * kv_bytes)),
+        ("out_proj", L, 1, TOKENS, o * h, (2 * o * h, 0, 0, 0), (0, 0, 0, 0), ((o + h) * ab, 0, 0, 0)),
+        ("mlp", routed, mats, mlp_rows, mats * h * f, (2 * k * mats * h * f, 0, 0, 0), (0, 0, 0, 0),
          ((2 * h + mats * f) * k * ab, 0, 0, 0)),
-        ("activation", L, 1, NO_GEMM, 0, (0, 0, 0, 0), (ACTIVATION_FLOP * k * f, 0, 0, 0),
+        ("activation", routed, 1, NO_GEMM, 0, (0, 0, 0, 0), (ACTIVATION_FLOP * k * f, 0, 0, 0),
          (mats * k * f * ab, 0, 0, 0)),
         ("norms", L, 2, NO_GEMM, 0, (0, 0, 0, 0), (2 * NORM_FLOP * h, 0, 0, 0), (4 * h * ab, 0, 0, 0)),
         ("residual", L, 2, NO_GEMM, 0, (0, 0, 0, 0), (2 * h, 0, 0, 0), (6 * h * ab, 0, 0, 0)),
     ]
+    for name, repeat, width in (("shared_mlp", moe_layers(w), w.shared_experts * f),
+                                ("dense_mlp", L - routed, w.ffn_hidden)):
+        if repeat and width:  # every token runs these: GEMMs and their activation, on all tokens
+            rows.append((name, repeat, mats + 1, TOKENS, mats * h * width, (2 * mats * h * width, 0, 0, 0),
+                         (ACTIVATION_FLOP * width, 0, 0, 0), ((2 * h + 2 * mats * width) * ab, 0, 0, 0)))
     if w.experts > 1:  # router GEMM and top-k selection; fp32 router logits
-        rows.append(("router", L, 2, TOKENS, h * w.experts, (2 * h * w.experts, 0, 0, 0), (0, 0, 0, 0),
+        rows.append(("router", moe_layers(w), 2, TOKENS, h * w.experts, (2 * h * w.experts, 0, 0, 0), (0, 0, 0, 0),
                      (h * ab + 4 * w.experts, 0, 0, 0)))
     if w.patch:
         pixels = w.patch * w.patch * w.channels
@@ -194,7 +262,8 @@ def _pass_terms(w: Transformer, batch, q_len, kv_len, logit_tokens):
     u = _stack([tokens, tokens * context, batch * logit_tokens, batch * context * np.ceil(q_len / FLASH_BLOCK_ROWS)])
     touched = experts_touched(w, tokens)
     per_expert = tokens * w.top_k / np.maximum(touched, 1e-12)  # no tokens (an empty chunk): no rows
-    row_counts = _stack([tokens, q_len * (w.heads // w.kv_heads), batch * logit_tokens, per_expert, 1.0 + 0.0 * tokens])
+    row_counts = _stack([tokens, q_len * (w.heads // kv_groups(w)), batch * logit_tokens, per_expert,
+                         1.0 + 0.0 * tokens])
     return u, row_counts, touched
 
 
@@ -210,7 +279,8 @@ def _weights_read(w: Transformer, names, weights, touched, ndim: int):
 def inference_activation_bytes(w: Transformer, tokens, logit_positions, act_bytes: float):
     """Peak working activations of a forward pass: the widest layer's live tensors (input, QKV and
     the MLP intermediate) for all tokens plus fp32 logits. Earlier layers' activations are freed."""
-    live = tokens * (2 * w.hidden + 2 * w.kv_heads * w.head_dim + 2 * w.ffn_hidden * w.top_k) * act_bytes
+    widest = max(w.ffn_hidden, w.moe_ffn_hidden * (w.top_k + w.shared_experts)) if w.experts > 1 else w.ffn_hidden
+    live = tokens * (2 * w.hidden + kv_cache_elements(w) + 2 * widest) * act_bytes
     return live + logit_positions * w.vocab * 4.0
 
 
@@ -239,15 +309,16 @@ def layer_activation_elements(w: Transformer, recompute: str, seq_len=0.0) -> tu
     (Korthikanti et al. 2022, sections 4.1 and 5)."""
     if recompute == "full":
         return float(w.hidden), 0.0
-    kvd = w.kv_heads * w.head_dim
     scores = 2.5 * w.heads * seq_len if w.attention == "unfused" and recompute == "none" else 0.0
-    return 4.0 * w.hidden, 2.0 * w.hidden + 2.0 * kvd + _mlp_mats(w) * w.ffn_hidden * w.top_k + scores
+    q, o = w.heads * qk_head_dim(w), w.heads * w.head_dim
+    mlp = _mlp_total(w, w.top_k) / w.layers / w.hidden  # the mean layer's active MLP inner width, all matrices
+    return 4.0 * w.hidden, q + o + kv_cache_elements(w) + mlp + scores
 
 
 # Operators split across tensor-parallel ranks (Shoeybi et al. 2019, Megatron-LM, section 3): attention
 # heads and MLP columns/rows, and the vocabulary-parallel logits. Norms, residuals and embeddings are
 # replicated on every rank.
-TP_SHARDED = ("qkv_proj", "attention", "out_proj", "mlp", "activation", "logits")
+TP_SHARDED = ("qkv_proj", "attention", "out_proj", "mlp", "activation", "shared_mlp", "dense_mlp", "logits")
 
 
 def shard(table: OpTable, tp, names: tuple[str, ...] = TP_SHARDED) -> OpTable:

@@ -53,7 +53,7 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     comm_dec = split_phases(comm, 3, scalar)[1]
     dec = phase_timing(t, 1, 3, scalar)
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, s.ex.kv_bytes)
-    kv_share = np.maximum(1.0 / tp, 1.0 / w.kv_heads)  # KV heads split over TP ranks, replicated past kv_heads
+    kv_share = np.maximum(1.0 / tp, 1.0 / transformer.kv_groups(w))  # KV heads split, replicated past them
     weights = s.params * s.weight_bytes / tp
     act_prompt = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp  # one prompt's live set
     work = (b if n["prefill_batch"] is None else n["prefill_batch"]) * act_prompt
@@ -228,7 +228,7 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     cap = s.device.memory_capacity
     usable = cap * serving.MEMORY_UTILIZATION
     weights = s.params * s.weight_bytes / tp
-    kv_share = np.maximum(1.0 / tp, 1.0 / w.kv_heads)  # KV heads split over TP ranks, replicated past kv_heads
+    kv_share = np.maximum(1.0 / tp, 1.0 / transformer.kv_groups(w))  # KV heads split, replicated past them
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, ex.kv_bytes)
     work = transformer.inference_activation_bytes(w, budget, np.minimum(budget, seqs_default), ex.act_bytes) / tp
     largest = serving.max_batch(usable, weights + work, kv_seq * kv_share)

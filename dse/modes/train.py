@@ -43,7 +43,7 @@ from dse.models import communication as comm
 from dse.models.precision import Execution, resolve
 from dse.modes.setup import Setup, relabel
 
-GEMMS = ("qkv_proj", "out_proj", "mlp", "router")
+GEMMS = ("qkv_proj", "out_proj", "mlp", "router", "shared_mlp", "dense_mlp")
 ELEMENTWISE = ("activation", "norms", "residual")
 ATTENTION_BACKWARD = 2.5  # FlashAttention-2 backward over forward (Dao 2023)
 
@@ -154,7 +154,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # context parallelism: K and V gathered in the forward, gathered again and their gradients
     # reduce-scattered in the backward, under the attention they feed
     k_cp = _group_size_per_node(tp, cp, per_node)
-    kv = comm.hierarchical_allgather(mb * seq * 2.0 * w.kv_heads * w.head_dim * act / tp, cp, k_cp, *links)
+    kv = comm.hierarchical_allgather(mb * seq * transformer.kv_cache_elements(w) * act / tp, cp, k_cp, *links)
     attn_layer = a / L
     cp_layer = (_exposed(kv, attn_layer, s.eff.interference) * (passes - 1.0)
                 + _exposed(2.0 * kv, ATTENTION_BACKWARD * attn_layer, s.eff.interference))
@@ -196,7 +196,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     model_flops = transformer.model_flops(w, gb * seq, seq, training=True)
     # HFU counts the recomputed forward too (Korthikanti et al. 2022, section 6): all of it under full
     # recomputation, the attention core (4 L h s_attended per token) under selective with unfused attention
-    attention_fwd = 4.0 * w.layers * w.hidden * transformer.attended_keys(w, seq) * gb * seq
+    attention_fwd = w.layers * transformer.attention_pair_flops(w) * transformer.attended_keys(w, seq) * gb * seq
     hw_flops = model_flops * (4.0 / 3.0) if s.recompute == "full" else model_flops + attention_fwd * (
         s.recompute == "selective" and w.attention == "unfused")
     peak = s.ex.tensor_rate * n["gpus"]
