@@ -193,3 +193,14 @@ def test_calibration_csvs_have_sources():
         for row in rows:
             assert row["source"].strip() and row["verification"] in ("checked", "unchecked"), row["row_id"]
             float(row["value"])
+
+
+@pytest.mark.parametrize("name, precision, dense, memory, bandwidth", [
+    ("l40", "fp16", 181.05e12, 48 * 2**30, 864e9), ("h20", "fp8", 296e12, 96e9, 4.0e12),
+    ("b300", "fp8", 4500e12, 288e9, 8e12), ("gb300", "bf16", 2250e12, 288e9, 8e12),
+    ("mi355x", "fp8", 5000e12, 288e9, 8e12), ("tpu-v6e", "bf16", 918e12, 32e9, 1638e9),
+    ("trainium2", "fp8", 1299e12, 96 * 2**30, 3e12), ("inferentia2", "bf16", 190e12, 32 * 2**30, 820 * 2**30)])
+def test_added_accelerators_datasheet_numbers(hw, name, precision, dense, memory, bandwidth):
+    device = hw(name)
+    assert device.peak(precision) == pytest.approx(dense)
+    assert device.memory_capacity == pytest.approx(memory) and device.memory_bandwidth == pytest.approx(bandwidth)

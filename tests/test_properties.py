@@ -22,7 +22,8 @@ from dse.catalog import PRECISIONS
 
 WORKLOADS = ["llama-3-8b", "llama-2-7b", "mixtral-8x7b", "gpt-j-6b", "bert-large", "vit-b-16", "resnet-50",
              "mobilenet-v2", "ds-cnn", "llama-3-70b", "deepseek-v3", "gemma-2-9b", "llama-4-scout"]
-HARDWARE = ["h100", "a100", "mi300x", "l4", "t4", "tpu-v5e", "gaudi2", "jetson-agx-orin", "esp32-s3", "b200"]
+HARDWARE = ["h100", "a100", "mi300x", "l4", "t4", "tpu-v5e", "gaudi2", "jetson-agx-orin", "esp32-s3", "b200", "mi355x",
+            "tpu-v6e", "trainium2", "h20", "l40"]
 MODES = ["infer", "serve", "train"]
 
 small = st.integers(min_value=1, max_value=64)

@@ -53,8 +53,8 @@ BY_CLASS: dict[str, Efficiency] = {
     "datacenter-gpu": Efficiency(**_GPU, launch=6e-6, calibrated=True,
                                  basis="fitted by bench/calibrate.py --fit on 2026-11-25"),
     "datacenter-accel": Efficiency(**_GPU, launch=6e-6, calibrated=False,
-                                   basis="no TPU or Gaudi measurements in the calibration set; datacenter-GPU "
-                                         "values are used"),
+                                   basis="no TPU, Gaudi, Trainium or Inferentia measurements in the calibration "
+                                         "set; datacenter-GPU values are used"),
     "edge-gpu": Efficiency(**_GPU, launch=6e-6, calibrated=False,
                            basis="no Jetson measurements in the calibration set; datacenter-GPU values are used"),
     # Derived, not fitted: a CMSIS-NN int8 inner loop on a Cortex-M4 (Lai et al. 2018, "CMSIS-NN",
