@@ -25,21 +25,22 @@ from dse.sweep import sweep
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
 
-def trial_rates(study_name: str, trials: int, postgres: str | None, workers: list[int]) -> None:
+def trial_rates(study_name: str, trials: int, postgres: str | None, workers: list[int], storages: list[str]) -> None:
     spec = load(STUDIES / f"{study_name}.toml")
     print(f"\n{study_name} ({spec.sampler} -> default sampler), {trials} trials per run")
     print(f"| storage | {' | '.join(f'{n} worker' + ('s' if n > 1 else '') for n in workers)} |")
     print(f"|---|{'---:|' * len(workers)}")
-    kinds = ["journal", "sqlite"] + (["postgresql"] if postgres else [])
+    kinds = [k for k in storages if k != "postgresql" or postgres]
     for kind in kinds:
         cells = []
         for n in workers:
             with tempfile.TemporaryDirectory() as tmp, _storage(kind, tmp, postgres) as url:
                 start = time.perf_counter()
-                Study(spec, storage=url).run_workers(n, trials=trials)
+                study = Study(spec, storage=url)
+                study.run_workers(n, trials=trials)
                 wall = time.perf_counter() - start
-                done = [t for t in optuna.load_study(study_name=spec.name, storage=url).get_trials(deepcopy=False)
-                        if t.state == optuna.trial.TrialState.COMPLETE]
+                stored = optuna.load_study(study_name=spec.name, storage=study.existing_storage())
+                done = stored.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                 span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
                 cells.append(f"{len(done) / span:.1f} (wall {wall:.0f} s)")
         print(f"| {kind} | {' | '.join(cells)} |", flush=True)
@@ -97,11 +98,12 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="an admin URL of a PostgreSQL server ('' to leave it out)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--storages", nargs="+", default=["journal", "sqlite", "postgresql"])
     parser.add_argument("--skip-trials", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
     if not args.skip_trials:
-        trial_rates(args.study, args.trials, args.postgres or None, args.workers)
+        trial_rates(args.study, args.trials, args.postgres or None, args.workers, args.storages)
     if not args.skip_sweep:
         sweep_rates(args.study, args.workers)
 

@@ -8,8 +8,9 @@ recognised: dse adds two storage writes per trial to what bare Optuna does.
 Many runs or workers share one study through its storage (`run_workers` starts local ones, `dse
 worker` one per host): each draws from its own seed, and a trial its run left RUNNING when killed is
 marked failed and asked again with the same design point (`RETRY`). On a database storage each
-run also records heartbeats of its running trials (Optuna's `heartbeat_interval`), so that the
-trials of a run killed on another host are recognised after `GRACE_S` rather than `STALE_S`."""
+run also records heartbeats of its running trials (Optuna's `heartbeat_interval`) on a database
+server, so that the trials of a run killed on another host are recognised after `GRACE_S` rather
+than `STALE_S`."""
 from __future__ import annotations
 
 import bisect
@@ -121,15 +122,18 @@ def open_storage(url: str | None, spec: StudySpec, create: bool = True) -> optun
 
 
 def _rdb(url: str, attempts: int = 4) -> RDBStorage:
-    """Optuna's database storage with heartbeats. Workers started together on a new database race to
-    create its tables and all but one may fail: those try again (after 0.5, 1, 2 s)."""
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    """Optuna's database storage, with heartbeats on a database server (SQLite is one machine's file,
+    where a dead run is known by its process id, and a heartbeat thread's writes would contend with
+    the run's own for the file's lock). Workers started together on a new database race to create
+    its tables and all but one may fail: those try again (after 0.5, 1, 2 s)."""
+    sqlite = url.startswith("sqlite")
+    kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}}} if sqlite else \
+        {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S, "heartbeat_stale_trial_callback": RETRY}
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                  heartbeat_stale_trial_callback=RETRY)
+                return RDBStorage(url, **kwargs)
         except ImportError:
             raise
         except Exception:  # noqa: BLE001 (the last attempt's failure is the user's storage)
