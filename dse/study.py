@@ -325,7 +325,7 @@ class Study:
             for trial in asked:
                 if trial not in kept:
                     study.tell(trial, state=TrialState.FAIL)
-            feasible_values = self._evaluate(study, kept)
+            told, feasible_values = self._evaluate(study, kept, target)
         except BaseException:
             for trial in asked:
                 try:
@@ -335,13 +335,15 @@ class Study:
             raise
         finally:
             heart.release([t._trial_id for t in asked])
-        return len(kept), feasible_values
+        return told, feasible_values
 
-    def _evaluate(self, study: optuna.Study, trials: list[optuna.Trial]) -> np.ndarray:
-        """Suggest each trial's design point, evaluate the rule-abiding ones together, tell the results;
-        the objective values of the feasible trials."""
+    def _evaluate(self, study: optuna.Study, trials: list[optuna.Trial], target: int) -> tuple[int, np.ndarray]:
+        """Suggest each trial's design point, evaluate the rule-abiding ones together, tell the results:
+        how many were told, and the objective values of the feasible ones. The target is checked again
+        before telling (`_within_target`): on a database server a trial created just before one of
+        this run's may commit only after this run's first check, and by now it is visible to all."""
         if not trials:
-            return np.empty((0, len(self.spec.objectives.objectives)))
+            return 0, np.empty((0, len(self.spec.objectives.objectives)))
         space, objectives = self.spec.space, self.spec.objectives
         points = space.complete(pd.DataFrame([suggest(space, t, str(self.spec.path)) for t in trials]))
         broken = space.broken_rules(points)
@@ -358,7 +360,11 @@ class Study:
         table = np.column_stack([violations[k] for k in self._constraint_keys])
         point_records = points.to_dict("records")
         metric_records = metrics.to_dict("records")
+        kept = _within_target(study, trials, target)
         for i, trial in enumerate(trials):
+            if trial not in kept:
+                study.tell(trial, state=TrialState.FAIL)
+                continue
             _set_constraints(trial, table[i])
             # one JSON text: Optuna deep-copies a trial's attributes when it is told, and a text costs
             # nothing to copy where a nested dict of ~50 metrics costs ~1 ms a trial
@@ -366,7 +372,8 @@ class Study:
                                                     "metrics": _plain(metric_records[i]),
                                                     "constraints": self._constraint_keys}))
             study.tell(trial, list(values[i]))
-        return values[(table <= 0).all(axis=1)]
+        told = np.array([trial in kept for trial in trials])
+        return int(told.sum()), values[told & (table <= 0).all(axis=1)]
 
     def trials(self) -> pd.DataFrame:
         """Every complete trial: number, design point, metrics and `feasible`, judged by the study file
@@ -648,12 +655,13 @@ class _Heartbeat:
 
 
 def _within_target(study: optuna.Study, asked: list[optuna.Trial], target: int) -> list[optuna.Trial]:
-    """The asked trials whose rank by trial number among the complete and live running trials (these
+    """The asked trials whose rank by trial id among the complete and live running trials (these
     included) is within the target; the trials before one were all created before it, so every run
-    ranks it alike."""
-    numbers = sorted([t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))] +
-                     [t.number for t in _fail_stale(study)])
-    return [t for t in asked if bisect.bisect_right(numbers, t.number) <= target]
+    ranks it alike. By id, not number: a database server numbers two trials created at once alike
+    (each counts the committed trials before it)."""
+    ids = sorted([t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))] +
+                 [t._trial_id for t in _fail_stale(study)])
+    return [t for t in asked if bisect.bisect_right(ids, t._trial_id) <= target]
 
 
 class _Progress:
