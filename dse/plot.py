@@ -25,16 +25,37 @@ def plot(points: pd.DataFrame, front: pd.DataFrame, objectives: Objectives, knee
                              "run `dse run` first)")
     points = points.dropna(subset=axes)  # a point whose rules broke has no metrics to draw
     feasible = points["feasible"].astype(bool) & objectives.feasible(points)
+    shown = _in_view(points, feasible, axes)
+    points, feasible = points[shown], feasible[shown]
+    hidden = f"; {int((~shown).sum())} more beyond the axes" if not shown.all() else ""
     try:
         if suffix == ".png":
-            _png(points, feasible, front, knee, axes, path, title)
+            _png(points, feasible, front, knee, axes, path, title, hidden)
         else:
-            _html(points, feasible, front, knee, axes, path, title, params)
+            _html(points, feasible, front, knee, axes, path, title, params, hidden)
     except OSError as exc:
         raise UserInputError("--plot", path, f"a writable file ({exc.strerror})") from None
 
 
-def _png(points, feasible, front, knee, axes, path, title) -> None:
+def _in_view(points: pd.DataFrame, feasible: pd.Series, axes: list[str]) -> pd.Series:
+    """Every feasible point, and the infeasible ones within a decade of the feasible points' range on
+    every axis (for an axis that is not all positive: within one range's width of it), so that a few
+    far-off infeasible points (a saturated queue's TTFT of 10^10 s) do not squeeze the front into a corner."""
+    keep = pd.Series(True, index=points.index)
+    if not feasible.any():
+        return keep
+    for a in axes:
+        values = pd.to_numeric(points[a], errors="coerce")
+        lo, hi = values[feasible].min(), values[feasible].max()
+        if lo > 0:
+            lo, hi = lo / 10.0, hi * 10.0
+        else:
+            lo, hi = lo - (hi - lo), hi + (hi - lo)
+        keep &= values.between(lo, hi)
+    return keep | feasible
+
+
+def _png(points, feasible, front, knee, axes, path, title, hidden="") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -55,7 +76,7 @@ def _png(points, feasible, front, knee, axes, path, title) -> None:
         if len(frame):
             ax.scatter(*coords(frame), **kw)
 
-    scatter(points[~feasible], color="0.75", s=10, label=f"infeasible ({int((~feasible).sum())})")
+    scatter(points[~feasible], color="0.75", s=10, label=f"infeasible ({int((~feasible).sum())}{hidden})")
     scatter(points[feasible], color="tab:blue", s=12, alpha=0.6, label=f"feasible ({int(feasible.sum())})")
     if not three and len(front):
         ax.step(front[axes[0]], front[axes[1]], where="post", color="tab:red", lw=1, alpha=0.6)
@@ -87,7 +108,7 @@ def _wide(column: pd.Series) -> bool:
     return bool(len(values)) and bool((values > 0).all()) and values.max() / values.min() > 20
 
 
-def _html(points, feasible, front, knee, axes, path, title, params) -> None:
+def _html(points, feasible, front, knee, axes, path, title, params, hidden="") -> None:
     import plotly.graph_objects as go
 
     three = len(axes) == 3
@@ -103,7 +124,7 @@ def _html(points, feasible, front, knee, axes, path, title, params) -> None:
                             hovertemplate="%{text}<extra>" + name + "</extra>"))
 
     fig = go.Figure()
-    add(fig, points[~feasible], f"infeasible ({int((~feasible).sum())})", dict(color="lightgrey", size=4))
+    add(fig, points[~feasible], f"infeasible ({int((~feasible).sum())}{hidden})", dict(color="lightgrey", size=4))
     add(fig, points[feasible], f"feasible ({int(feasible.sum())})", dict(color="steelblue", size=4, opacity=0.6))
     add(fig, front, f"Pareto front ({len(front)})", dict(color="crimson", size=7, line=dict(width=1, color="black")))
     if knee is not None:

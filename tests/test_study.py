@@ -298,6 +298,19 @@ def test_front_csv_and_plots(tmp_path, capsys):
     assert "plotly" in html.read_text()[:5000].lower()
 
 
+
+def test_far_off_infeasible_points_stay_out_of_the_plot():
+    import pandas as pd
+
+    from dse.plot import _in_view
+    # feasible latencies 0.5-2 s: infeasible points within a decade (0.05-20 s) are drawn, a saturated
+    # queue's 3e10 s is not; the second axis spans 10-20 (feasible), so 1e4 is far off too
+    points = pd.DataFrame({"lat": [0.5, 2.0, 15.0, 3e10, 1.0], "cost": [10.0, 20.0, 12.0, 12.0, 1e4]})
+    feasible = pd.Series([True, True, False, False, False])
+    assert _in_view(points, feasible, ["lat", "cost"]).tolist() == [True, True, True, False, False]
+    signed = pd.DataFrame({"x": [-1.0, 1.0, 2.9, 3.1]})  # range width 2: drawn within [-3, 3]
+    assert _in_view(signed, pd.Series([True, True, False, False]), ["x"]).tolist() == [True, True, True, False]
+
 BAD = [
     ('trials = 20\n', 'trials = 0\n', StudyFileError, "trials = 0"),
     ('sampler = "random"', 'sampler = "cmaes"', UnknownNameError, "one of auto, gp, nsga2, nsga3, random, tpe"),
