@@ -102,14 +102,36 @@ def held_out() -> list[tuple[str, float, str]]:
                 m["hfu"] * 312, "published about 150"))
     m = dse.evaluate(**bloom, tokens=366e9)
     out.append(("bloom-176b 366B tokens: GPU-hours / 1e6", m["gpu_hours"] / 1e6, "published 1.083"))
-    # single node: Megatron-Core and torchtitan Llama-3-8B runs on 8 H100 reach MFU 0.33-0.47 (issue 13)
-    m = dse.evaluate(workload="llama-3-8b", hardware="h100-sxm", mode="train", precision="bf16", gpus=8, batch=8,
-                     micro_batch=1, seq_len=8192, zero=3)
-    out.append(("llama-3-8b 8 H100 bf16 FSDP seq 8192: MFU", m["mfu"], "published 0.33-0.47"))
-    f8 = dse.evaluate(workload="llama-3-8b", hardware="h100-sxm", mode="train", precision="fp8", gpus=8, batch=8,
-                      micro_batch=1, seq_len=8192, zero=3)
-    out.append(("llama-3-8b fp8 / bf16 tokens/s", f8["tokens_per_s"] / m["tokens_per_s"],
-                "published fp8 speedups 1.3-1.5x"))
+    return out
+
+
+def h100_runs() -> list[dict]:
+    """Published H100 training runs (bench/calibration/h100_training.csv, sources there), each run as its
+    layout and compared in throughput: tokens/s per GPU, from the published step time where that is
+    what was published. `mfu` is dse's (PaLM's convention, causal keys) at the published speed."""
+    out = []
+    for r in csv.DictReader(open(HERE / "h100_training.csv", newline="")):
+        gpus, batch, seq = int(r["gpus"]), int(r["global_batch"]), int(r["seq_len"])
+        m = dse.evaluate(workload=r["workload"], hardware="h100-sxm", mode="train", precision=r["precision"],
+                         gpus=gpus, batch=batch, seq_len=seq, recompute=r["recompute"],
+                         **{k: int(r[k]) for k in ("tp", "pp", "cp", "vp", "zero", "micro_batch")})
+        value = float(r["published"])
+        published = batch * seq / value / gpus if r["metric"] == "step_time_s" else value
+        predicted = m["tokens_per_s"] / gpus
+        out.append({"row": r["row_id"], "published": published, "predicted": predicted,
+                    "error": predicted / published - 1.0, "mfu_published": m["mfu"] * published / predicted,
+                    "mfu": m["mfu"], "fits": m["feasible"], "precision": r["precision"]})
+    return out
+
+
+def fp8_speedups(runs: list[dict]) -> list[tuple[str, float, float]]:
+    """fp8 over bf16 tokens/s for the runs published at both precisions with the same layout."""
+    by = {r["row"]: r for r in runs}
+    out = []
+    for name, r in by.items():
+        twin = by.get(name.replace("_fp8_", "_bf16_"))
+        if r["precision"] == "fp8" and twin and twin is not r:
+            out.append((name, r["published"] / twin["published"], r["predicted"] / twin["predicted"]))
     return out
 
 
@@ -138,6 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\nheld out (not fitted):")
     for what, value, published in held_out():
         print(f"  {what}: {value:.3f} ({published})")
+    runs = h100_runs()
+    print(f"\npublished H100 runs (held out; bench/calibration/h100_training.csv):\n{'run':32} {'tok/s/GPU':>9} "
+          f"{'dse':>9} {'error':>7} {'MFU':>6} {'dse MFU':>7}")
+    for r in runs:
+        fits = "" if r["fits"] else "  (does not fit 80 GB here)"
+        print(f"{r['row']:32} {r['published']:9.0f} {r['predicted']:9.0f} {r['error']:+7.1%} "
+              f"{r['mfu_published']:6.3f} {r['mfu']:7.3f}{fits}")
+    for name, published, predicted in fp8_speedups(runs):
+        print(f"fp8 over bf16, {name}: published {published:.3f}x, dse {predicted:.3f}x")
     return 0
 
 

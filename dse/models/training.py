@@ -24,6 +24,21 @@ ADAM_BYTES_MOVED = 28.0
 ADAM_FLOPS = 10.0
 
 
+# fp8 training (NVIDIA Transformer Engine): Hopper's fp8 tensor cores take only the TN layout, so each
+# GEMM operand that is an activation or an output gradient passes through one cast-transpose kernel
+# (TE `cast_transpose`, which also takes the amax for the scaling factor): read the 16-bit tensor
+# (2 B), write its fp8 copy and the transposed fp8 copy the weight-gradient GEMM needs (1 + 1 B). The
+# forward casts the GEMM inputs, the backward the gradients of their outputs (TE documentation,
+# "Using FP8 with Transformer Engine", and transformer_engine/pytorch/module/linear.py). Weight casts,
+# once per optimizer step and reused by the micro-batches, are left out.
+FP8_CAST_BYTES = 4.0
+
+
+def fp8_cast_time(elements, bandwidth: float, eff_memory: float):
+    """Memory-bound cast-transpose of `elements` 16-bit values to fp8 and its transpose."""
+    return FP8_CAST_BYTES * elements / (bandwidth * eff_memory)
+
+
 def optimizer_time(params_local, bandwidth: float, vector_rate: float, eff_memory: float, eff_vector: float):
     """Adam update as one streaming pass over the local optimizer shard: max(bytes/BW, FLOP/rate)."""
     return np.maximum(ADAM_BYTES_MOVED * params_local / (bandwidth * eff_memory),

@@ -111,6 +111,21 @@ def expert_weights(w: Transformer) -> float:
     return moe_layers(w) * _mlp_mats(w) * w.hidden * w.moe_ffn_hidden * w.experts / w.layers
 
 
+def gemm_io_elements(w: Transformer) -> tuple[float, float]:
+    """Elements per token, summed over the layers, that enter and leave the layer GEMMs: inputs h (QKV),
+    heads*d (output projection), h and f per MLP (the fused up/gate projection reads h, the down
+    projection f; per routed copy, shared and dense MLPs alike); outputs Q, K and V, h, and the
+    (mats - 1) f + h of each MLP. Router GEMMs are left out (they stay in 16 bits)."""
+    h, mats, L = w.hidden, _mlp_mats(w), w.layers
+    routed = moe_layers(w)
+    mlps = [(routed * w.top_k, w.moe_ffn_hidden), (routed, w.shared_experts * w.moe_ffn_hidden),
+            (L - routed, w.ffn_hidden)]
+    ins = L * (h + w.heads * w.head_dim) + sum(n * (h + f) for n, f in mlps if f)
+    outs = L * (w.heads * qk_head_dim(w) + kv_cache_elements(w) + h) + sum(
+        n * ((mats - 1) * f + h) for n, f in mlps if f)
+    return float(ins), float(outs)
+
+
 def parameters(w: Transformer) -> float:
     """Total parameters: layers, token embedding and LM head (unless tied); a ViT has a patch
     embedding and a classifier head instead of a token embedding."""

@@ -136,8 +136,12 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     g, a, hd, e = (*(_per_rank(t, tp, back) for t in parts), 0.0)[:4]
     L = w.layers
     layers = np.ceil(L / pp)  # the slowest stage's layers (it also holds the LM head)
-    fwd_layer = (g + a + e) / L
-    bwd_layer = (2.0 * (g + e) + ATTENTION_BACKWARD * a) / L
+    # fp8: the forward casts each GEMM's input, the backward its output gradient (Transformer Engine)
+    ins, outs = transformer.gemm_io_elements(w) if fp8 else (0.0, 0.0)
+    cast_f, cast_b = (training.fp8_cast_time(rows * seq * x / tp, s.device.memory_bandwidth, s.eff.memory)
+                      for x in (ins, outs))
+    fwd_layer = (g + a + e + cast_f) / L
+    bwd_layer = (2.0 * (g + e) + ATTENTION_BACKWARD * a + cast_b) / L
     # full recomputation repeats the layer's forward; selective repeats the attention core, which a
     # fused (FlashAttention) kernel recomputes in its backward anyway
     recompute = {"full": fwd_layer, "selective": a / L if w.attention == "unfused" else 0.0}.get(s.recompute, 0.0)
