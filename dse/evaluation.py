@@ -180,10 +180,10 @@ CATEGORICAL = ("workload", "workload_file", "hardware", "hardware_file", "mode",
                "weight_precision", "sparsity", "recompute", "region", "purchase", "scheduler")
 
 
-def _column(values: pd.Series, key: str) -> np.ndarray:
+def _column(values: np.ndarray, key: str) -> np.ndarray:
     """A numeric column as floats (rates and sizes parsed once per distinct text)."""
     if values.dtype.kind in "iuf":
-        arr = values.to_numpy(dtype=float)
+        arr = values.astype(float, copy=False)
         spec = cfg.NUMERIC[key]
         cfg.require(spec.ok(arr), key, arr, spec.allowed())
         return arr
@@ -197,34 +197,47 @@ def _column(values: pd.Series, key: str) -> np.ndarray:
     return out
 
 
-CHUNK = 1 << 17  # rows per pass through the models: bounds memory at ~1 GB for 70-operator CNNs
+CHUNK = 1 << 12  # rows per pass through the models: a pass's (operators x phases x rows) arrays stay in cache
 
 
 def _groups(frame: pd.DataFrame):
-    """Yield (categorical choices, row labels) for each distinct combination in the frame. Rows are
-    also grouped by which numeric cells are empty, so that inside a group an option is given on
-    every row or on none (an empty cell takes the default, as an absent keyword does). Columns that
-    hold one value (or are absent) are not grouped on."""
+    """Yield (categorical choices, row positions) for each distinct combination in the frame, in the
+    order of their first row. Rows are also grouped by which numeric cells are empty, so that inside a
+    group an option is given on every row or on none (an empty cell takes the default, as an absent
+    keyword does). Columns that hold one value (or are absent) are not grouped on. Each column is
+    factorized once; the groups are the distinct combinations of their codes."""
     fixed = {k: cfg.DEFAULTS.get(k) for k in CATEGORICAL if k not in frame}
-    frame = frame.assign(**{f"{k} is empty": frame[k].isna() for k in cfg.NUMERIC
-                            if k in frame and frame[k].isna().any() and frame[k].notna().any()})
-    varying = [k for k in frame.columns if k.endswith(" is empty")]
+    codes = np.zeros(len(frame), dtype=np.int64)
+    varying: dict[str, tuple[np.ndarray, object]] = {}
+    for key in (k for k in cfg.NUMERIC if k in frame):
+        empty = frame[key].isna().to_numpy()
+        if empty.any() and not empty.all():
+            codes = pd.factorize(codes * 2 + empty)[0]
     for key in (k for k in CATEGORICAL if k in frame):
-        col = frame[key]
-        first = col.iloc[0] if len(col) else None
-        if col.isna().all() or (not pd.isna(first) and (col == first).all()):
-            fixed[key] = None if pd.isna(first) else first
+        cells = frame[key].to_numpy()
+        if not pd.isna(cells[0]) and (cells == cells[0]).all():  # one value throughout (the common case)
+            fixed[key] = _value(cells, 0)
+            continue
+        column, values = pd.factorize(cells)  # an empty cell has code -1
+        if len(values) == 0:
+            fixed[key] = None
         else:
-            varying.append(key)
-    if not varying:
-        yield fixed, frame.index
+            varying[key] = column, values
+            codes = pd.factorize(codes * (len(values) + 1) + column + 1)[0]
+    if codes.max(initial=0) == 0:
+        yield fixed, np.arange(len(frame))
         return
-    labels = frame[varying].astype(object).where(frame[varying].notna(), None)
-    by = varying if len(varying) > 1 else varying[0]  # a one-element list makes pandas warn
-    for combo, rows in labels.groupby(by, dropna=False, sort=False).groups.items():
-        combo = combo if isinstance(combo, tuple) else (combo,)
-        yield {**fixed, **{k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-                           for k, v in zip(varying, combo, strict=True) if k in CATEGORICAL}}, rows
+    order = np.argsort(codes, kind="stable")  # each group's rows in the frame's order
+    for rows in np.split(order, np.cumsum(np.bincount(codes))[:-1]):
+        yield {**fixed, **{k: _value(values, column[rows[0]]) for k, (column, values) in varying.items()}}, rows
+
+
+def _value(values, code: int):
+    """A categorical cell from its factorized code: None when empty, Python scalars for numpy ones."""
+    if code < 0:
+        return None
+    v = values[code]
+    return v.item() if isinstance(v, np.generic) else v
 
 
 @contextmanager
@@ -256,6 +269,7 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
 
 
 _POINTS = "a pandas DataFrame, a list of dicts (one per design point) or a dict of equal-length columns"
+_SCALARS = ("string", "floating", "integer", "mixed-integer-float", "boolean", "empty")  # infer_dtype's kinds
 _NOT_SCALAR = (list, tuple, dict, set, frozenset, np.ndarray, pd.Series, pd.DataFrame)
 
 
@@ -278,7 +292,7 @@ def _frame(points) -> pd.DataFrame:
             raise UserInputError("points column", key, "an option name (a string)")
     cfg.check_keys({c: None for c in points.columns})
     for key in points.columns:
-        if points[key].dtype == object:
+        if points[key].dtype == object and pd.api.types.infer_dtype(points[key]) not in _SCALARS:
             bad = np.flatnonzero(points[key].map(lambda v: isinstance(v, _NOT_SCALAR)).to_numpy(dtype=bool))
             if len(bad):
                 raise UserInputError(cfg.option(key), points[key].iloc[bad[0]], "one value per cell (a number or "
@@ -286,17 +300,16 @@ def _frame(points) -> pd.DataFrame:
     return points
 
 
-def _evaluate_frame(given: pd.DataFrame) -> pd.DataFrame:
-    frame = given.reset_index(drop=True)  # positions; the caller's index is put back at the end
-    out: list[pd.DataFrame] = []
+def _evaluate_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    numeric = {k: _numeric(frame[k]) for k in cfg.NUMERIC if k in frame}
+    blocks: list[tuple[np.ndarray, dict]] = []
     for c, rows in _groups(frame):
         with _at_rows(rows):
             w = cfg.resolve_workload(c["workload"], c["workload_file"])
             dev = cfg.resolve_hardware(c["hardware"], c["hardware_file"])
             cats = {k: cfg.check_choice(k, c[k]) if c[k] is not None else cfg.DEFAULTS.get(k) for k in cfg.CHOICES}
             s = _setup(w, dev, cats, c["sparsity"], c["precision"] is not None)
-            sub = frame.loc[rows]
-            nums = {k: _column(sub[k], k) for k in cfg.NUMERIC if k in sub and sub[k].notna().all()}
+            nums = {k: _column(values[rows], k) for k, (values, empty) in numeric.items() if not empty[rows[0]]}
             present = {**{k: v for k, v in c.items() if v is not None and k in frame}, **nums}
         site = None
         for start in range(0, len(rows), CHUNK):
@@ -307,16 +320,48 @@ def _evaluate_frame(given: pd.DataFrame) -> pd.DataFrame:
                 cfg.check_horizon(present, cats["purchase"])
                 if _horizon(present):
                     site = _site_cached(dev, c["region"], cats["purchase"])
-            out.append(_block(s, n, rows[start:start + CHUNK], bool(SLO_OPTIONS.intersection(nums)), site))
-    result = pd.concat(out).sort_index()
+            block = rows[start:start + CHUNK]
+            blocks.append((block, _block(s, n, block, bool(SLO_OPTIONS.intersection(nums)), site)))
+    result = pd.DataFrame(_assemble(blocks, len(frame)), index=frame.index, copy=False)
     for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
         result[key] = result[key].astype("Int64")
-    result.index = given.index
     return result
 
 
-def _block(s: Setup, n: dict, rows, slo: bool, site: economics.Site | None) -> pd.DataFrame:
-    """Metrics of a block of design points that share their categorical choices."""
+def _numeric(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric option's cells (floats when the column is numbers) and which of them are empty."""
+    empty = column.isna().to_numpy()
+    if column.dtype.kind in "iuf":
+        return column.to_numpy(dtype=float, na_value=np.nan), empty
+    return column.to_numpy(dtype=object), empty
+
+
+def _assemble(blocks: list[tuple[np.ndarray, dict]], size: int) -> dict[str, np.ndarray]:
+    """Whole metric columns from the blocks' (row positions, metrics), in the order metrics first
+    appear; a metric a block lacks (a row of another mode) is empty there (NaN), and the column's
+    type is what concatenating the blocks' frames gives: numbers stay floats, anything mixed with
+    truth values or text becomes objects."""
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for rows, metrics in blocks:
+        for key, values in metrics.items():
+            parts.setdefault(key, []).append((rows, values))
+    columns = {}
+    for key, pieces in parts.items():
+        kinds = {values.dtype for _, values in pieces}
+        whole = sum(len(rows) for rows, _ in pieces) == size
+        if len(kinds) == 1 and (whole or kinds <= {np.dtype(float), np.dtype(object)}):
+            dtype = kinds.pop()
+        else:
+            dtype = np.dtype(float) if all(k.kind in "iuf" for k in kinds) else np.dtype(object)
+        column = np.empty(size, dtype) if whole else np.full(size, np.nan, dtype)
+        for rows, values in pieces:
+            column[rows] = values
+        columns[key] = column
+    return columns
+
+
+def _block(s: Setup, n: dict, rows: np.ndarray, slo: bool, site: economics.Site | None) -> dict[str, np.ndarray]:
+    """Metrics (columns) of a block of design points that share their categorical choices."""
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
@@ -327,15 +372,24 @@ def _block(s: Setup, n: dict, rows, slo: bool, site: economics.Site | None) -> p
         service_levels(metrics, n, [])
         _uncounted(metrics, fits)
     metrics.pop("infeasible_reasons")
-    block = pd.DataFrame({k: np.broadcast_to(np.asarray(v), (len(rows),)) for k, v in metrics.items()}, index=rows)
+    block = {k: _broadcast(v, len(rows)) for k, v in metrics.items()}
     if slo and n["scheduler"] == "static":
-        _service_level_rows(block, n, len(rows))
+        frame = pd.DataFrame(block)
+        _service_level_rows(frame, n, len(rows))
+        block = {k: frame[k].to_numpy() for k in frame.columns}
     if site is not None:
-        added = economics.apply({k: block[k].to_numpy() for k in block.columns}, n, s.mode, site)
-        block = pd.concat([block.drop(columns=[k for k in added if k in block]),
-                           pd.DataFrame({k: np.broadcast_to(np.asarray(v, dtype=float), (len(rows),))
-                                         for k, v in added.items()}, index=rows)], axis=1)
+        added = economics.apply(block, n, s.mode, site)
+        block = {**{k: v for k, v in block.items() if k not in added},
+                 **{k: _broadcast(np.asarray(v, dtype=float), len(rows)) for k, v in added.items()}}
     return block
+
+
+def _broadcast(value, size: int) -> np.ndarray:
+    """A metric as a column of `size` rows (a number or a text repeated; text as Python strings)."""
+    if isinstance(value, str):
+        return np.full(size, value, dtype=object)
+    column = np.broadcast_to(np.asarray(value), (size,))
+    return column.astype(object) if column.dtype.kind == "U" else column
 
 
 def _service_level_rows(block: pd.DataFrame, n: dict, size: int) -> None:

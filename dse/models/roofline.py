@@ -121,9 +121,13 @@ def tile_rows_half(ex: Execution, eff: Efficiency) -> float:
     return 0.0 if ex.compute == "fp32" or ex.dequant else eff.rows_half
 
 
+BOTTLENECKS = np.array(["compute", "memory", "overhead"], dtype=object)
+
+
 def bottleneck(timing: Timing) -> object:
-    """Label the largest share of a pass's time: 'compute', 'memory' or 'overhead' (kernel launches)."""
+    """Label the largest share of a pass's time: 'compute', 'memory' or 'overhead' (kernel launches);
+    for a population, a column of Python strings."""
     c, m, o = timing.compute_bound, timing.memory_bound, timing.overhead
     if np.ndim(c) == 0:
         return "compute" if c >= m and c >= o else ("memory" if m >= o else "overhead")
-    return np.where((c >= m) & (c >= o), "compute", np.where(m >= o, "memory", "overhead"))
+    return BOTTLENECKS[np.where((c >= m) & (c >= o), 0, np.where(m >= o, 1, 2))]

@@ -130,7 +130,7 @@ def memory_reason(parts: list[tuple[str, float]], capacity: float, where: str) -
 
 def relabel(condition, label: str, otherwise):
     """`label` where `condition` holds, else the previous bottleneck label (scalar or column)."""
-    picked = np.where(condition, label, otherwise)
+    picked = np.where(condition, label, np.asarray(otherwise, dtype=object))  # Python strings, as `bottleneck`
     return str(picked) if picked.ndim == 0 else picked
 
 
