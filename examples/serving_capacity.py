@@ -4,16 +4,19 @@ discussion question: does int8 (or fp8) help more through the weights or through
 
 Each request's KV cache at 4,096 tokens is 2 (K and V) x 32 layers x 8 KV heads x 128 dims x
 4,096 tokens x 2 bytes = 512 MiB (Llama-3-8B uses grouped-query attention: 8 KV heads for 32
-query heads). The seed's answer (~128, KV dominates) agrees with this; the precise figure follows
-from 80 GiB = 85.9 GB of HBM, 16.06 GB of weights and the prefill working memory: 129 when prompts
-are prefilled one at a time, as continuous-batching servers do, but only 82 when all prompts of the
-batch are prefilled in one pass, whose activations (~0.32 GB per 4k-token prompt) compete with the
-KV cache. The seed's answer leaves that working memory out.
+query heads). The seed's answer (~128, KV dominates) fills the whole 80 GiB = 85.9 GB of HBM with
+16.06 GB of weights and KV cache. Two things take their share first: the prefill working memory
+(~0.31 GB per 4k-token prompt) and the runtime reserve, 10% of the device for the CUDA context,
+NCCL buffers and the allocator (vLLM's gpu_memory_utilization default 0.9; `dse.models.memory`).
+With both, 113 requests fit when prompts are prefilled one at a time, as continuous-batching
+servers do (129 without the reserve), and only 71 when all prompts of the batch are prefilled in
+one pass, whose activations compete with the KV cache. vLLM's own memory profile of this model on
+an H100 (PR #10511: 53.29 GiB for the KV cache) holds 106 such requests.
 
 These are asked of a static batch held whole in memory (`scheduler="static"`, `prefill_batch`), the
 seed's own set-up. Under dse's default scheduler (continuous batching, as vLLM plans memory: 90% of
-the device for weights, a full step's activations and the KV cache; the rest is the runtime's), the
-same H100 holds 111 such requests.
+the device for weights, a full step's activations of 8,192 tokens and the KV cache), the same H100
+holds 111 such requests.
 """
 from __future__ import annotations
 

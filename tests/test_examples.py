@@ -67,16 +67,16 @@ def test_cpu_workers():
 
 def test_serving_capacity():
     a = load("serving_capacity").answer()
-    capacity = 80 * 2**30
+    capacity = 0.9 * 80 * 2**30  # 10% of the H100's 80 GiB is the runtime's reserve
     weights = 8_030_261_248 * 2
     kv = 2 * 32 * 8 * 128 * 4096 * 2
     working = 4032 * (2 * 4096 + 2 * 1024 + 2 * 14336) * 2 + 128256 * 4  # one prompt's live tensors + logits
     assert a["kv_per_request"] == kv
-    assert a["max_batch"] == (capacity - weights - working) // kv == 129
+    assert a["max_batch"] == (capacity - weights - working) // kv == 113
     assert a["at_max"]["feasible"] and not a["beyond"]["feasible"]
-    assert a["at_max"]["kv_cache_bytes"] > 4 * a["at_max"]["weights_bytes"]
+    assert a["at_max"]["kv_cache_bytes"] > 3.5 * a["at_max"]["weights_bytes"]  # 113 x 512 MiB vs 16.06 GB
     assert a["by_precision"]["fp8"] == (capacity - weights / 2 - working / 2) // (kv / 2)
-    assert a["all_prompts_in_one_pass"] == (capacity - weights) // (kv + working) == 82
+    assert a["all_prompts_in_one_pass"] == (capacity - weights) // (kv + working) == 71
 
 
 def test_quantization():

@@ -36,7 +36,7 @@ DEVICE_CLASSES = ("datacenter-gpu", "datacenter-accel", "edge-gpu", "mcu")
 
 # The unit each known quantity field is measured in (any unit of the same dimension is accepted).
 UNITS = {
-    "peak": "TFLOP/s", "memory_capacity": "GB", "memory_bandwidth": "GB/s", "sram": "MB", "flash": "MB",
+    "peak": "TFLOP/s", "memory_capacity": "GB", "memory_visible": "GB", "memory_bandwidth": "GB/s", "sram": "MB", "flash": "MB",
     "sram_bandwidth": "GB/s", "tdp": "W", "idle_power": "W", "scale_up_bandwidth": "GB/s",
     "scale_out_bandwidth": "GB/s", "host_link_bandwidth": "GB/s", "purchase_price": "USD",
     "rent_on_demand": "USD/h", "rent_reserved": "USD/h", "rent_gpu_cloud": "USD/h", "die_area": "mm^2",
@@ -53,7 +53,7 @@ FIELDS = {
     "accelerator": {"name", "aliases", "display", "vendor", "class", "year", "sparsity_2_4", "note", "peak", "spec"},
     "spec": {"memory_capacity", "memory_bandwidth", "sram", "flash", "sram_bandwidth", "tdp", "idle_power",
              "scale_up_bandwidth", "scale_out_bandwidth", "host_link_bandwidth", "purchase_price", "rent_on_demand",
-             "rent_reserved", "rent_gpu_cloud", "embodied_carbon", "die_area", "clock", "vector_fp32"},
+             "rent_reserved", "rent_gpu_cloud", "embodied_carbon", "die_area", "clock", "vector_fp32", "memory_visible"},
     "economics": {"hardware_life", "maintenance_rate", "facility_cost", "network_capex_fraction",
                   "storage_capex_fraction", "host_load_fraction", "idle_power_fraction", "gpu_failure_rate",
                   "node_failure_rate", "restart_time", "checkpoint_bandwidth", "embodied_per_die_area",
@@ -197,6 +197,10 @@ def accelerator(raw: Mapping, where: str, strict: bool) -> Accelerator:
         if key not in spec or spec[key].si <= 0:
             shown = f"{spec[key].value:g} {spec[key].unit}" if key in spec else None
             raise CatalogFileError(f"{where}.spec.{key}", shown, "a positive quantity (required)")
+    if "memory_visible" in spec and not 0 < spec["memory_visible"].si <= spec["memory_capacity"].si:
+        raise CatalogFileError(f"{where}.spec.memory_visible", spec["memory_visible"].value, "a positive quantity "
+                               f"at most the memory capacity ({spec['memory_capacity'].value:g} "
+                               f"{spec['memory_capacity'].unit})")
     if "idle_power" in spec and "tdp" in spec and spec["idle_power"].si > spec["tdp"].si:
         raise CatalogFileError(f"{where}.spec.idle_power", spec["idle_power"].value, f"at most the TDP "
                                f"({spec['tdp'].value:g} {spec['tdp'].unit})")

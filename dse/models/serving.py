@@ -100,10 +100,6 @@ GIB = 2.0**30
 # 1024 on GPUs of 70 GiB or more other than A100, else 2048 and 256.
 ENGINE_LARGE = (8192.0, 1024.0)
 ENGINE_SMALL = (2048.0, 256.0)
-# vLLM's gpu_memory_utilization default 0.9 (docs.vllm.ai, Engine Arguments, 2025): the engine plans
-# weights, the profiled step's activations and the KV cache within 90% of device memory, leaving the
-# rest to the CUDA context, allocator fragmentation and communication buffers.
-MEMORY_UTILIZATION = 0.9
 # The three engine parameters, fitted by `bench/vllm_sim2real.py --fit` on the vLLM sim2real
 # benchmark's train rows only (vLLM v0.15.1, H100; 2026-11-30; bench/README.md): the overhead per
 # engine step (scheduling, input preparation, sampling and graph launch, on the CPU between GPU

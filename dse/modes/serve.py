@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from dse import config as cfg
-from dse.models import roofline, serving, transformer
+from dse.models import memory, roofline, serving, transformer
 from dse.modes.setup import Setup, forward_pass, phase_timing, split_phases, stack_phases, tp_link
 
 
@@ -57,11 +57,11 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     weights = s.params * s.weight_bytes / tp
     act_prompt = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp  # one prompt's live set
     work = (b if n["prefill_batch"] is None else n["prefill_batch"]) * act_prompt
-    cap = s.device.memory_capacity
+    cap, usable = s.device.memory_capacity, memory.usable_memory(s.device)
     if n["prefill_batch"] is None:  # each added request adds its KV cache and its prompt's activations
-        largest = serving.max_batch(cap, weights, kv_seq * kv_share + act_prompt)
+        largest = serving.max_batch(usable, weights, kv_seq * kv_share + act_prompt)
     else:
-        largest = serving.max_batch(cap, weights + n["prefill_batch"] * act_prompt, kv_seq * kv_share)
+        largest = serving.max_batch(usable, weights + n["prefill_batch"] * act_prompt, kv_seq * kv_share)
     replicas = n["gpus"] / tp
     per_replica = serving.static_tokens_per_s(b, o, ttft, itl)
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1) * itl,
@@ -72,7 +72,8 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
          "prefill_compute_time_s": passes * split_phases(t.compute, 3, scalar)[0], "decode_memory_time_s": dec.memory,
          "activity": 1.0 - (dec.overhead + comm_dec) / itl,  # decode steps dominate a replica's time
          "bottleneck": roofline.bottleneck(dec)}
-    parts = [("weights", weights), ("KV cache", kv_seq * b * kv_share), ("activations", work)]
+    parts = [("weights", weights), ("KV cache", kv_seq * b * kv_share), ("activations", work),
+             *memory.reserved_parts(s.device)]
     return m, [(parts, cap, "of accelerator memory per GPU")]
 
 
@@ -218,7 +219,8 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     M/D/1 queue, `serving.prefill_wait`) + the steps that carry its prompt's chunks; ITL = the mean step;
     request latency = TTFT + (O - 1) * ITL. Memory: weights, the KV cache of every sequence at full
     context, the activations of a full step of `--max-batched-tokens` tokens, within vLLM's
-    gpu_memory_utilization of the device (`serving.MEMORY_UTILIZATION`); the rest is the runtime's."""
+    gpu_memory_utilization of the memory the device exposes (`memory.usable_memory`); the rest is the
+    runtime's, and on GDDR cards the ECC bits' (`memory.reserved_parts`)."""
     w, ex = s.workload, s.ex
     i, o, tp = n["input_len"], n["output_len"], n["tp"]
     budget_default, seqs_default = serving.engine_defaults(s.device.name, s.device.memory_capacity)
@@ -226,7 +228,7 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     hit = 0.0 if n["prefix_cache_hit"] is None else n["prefix_cache_hit"]
     prompt = np.maximum(1.0, np.ceil(i * (1.0 - hit)))  # cached tokens are read, not recomputed
     cap = s.device.memory_capacity
-    usable = cap * serving.MEMORY_UTILIZATION
+    usable = memory.usable_memory(s.device)
     weights = s.params * s.weight_bytes / tp
     kv_share = np.maximum(1.0 / tp, 1.0 / transformer.kv_groups(w))  # KV heads split, replicated past them
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, ex.kv_bytes)
@@ -267,7 +269,7 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     if n["qps"] is not None:
         _at_rate(m, g, whole, n, replicas)
     parts = [("weights", weights), ("KV cache", kv_seq * slots * kv_share), ("activations", work),
-             ("runtime reserve", cap - usable)]
+             *memory.reserved_parts(s.device)]
     return m, [(parts, cap, "of accelerator memory per GPU")]
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from dse.catalog import CNN, Accelerator, Transformer
-from dse.models import cnn, roofline, training, transformer
+from dse.models import cnn, memory, roofline, training, transformer
 from dse.models import communication as comm
 from dse.models.precision import Execution, resolve
 from dse.modes.setup import Setup, relabel
@@ -233,7 +233,8 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # gathered sequence-parallel input of one GEMM; ZeRO-3 keeps a layer's gathered weights and the next
     buffers = np.where(tp > 1, tokens * w.hidden * act, 0.0) + np.where(
         zero >= 3, 2.0 * _layer_parameters(w, tp, ep) * state_bytes, 0.0)
-    parts = [("weights+gradients+optimizer", state), ("activations", acts), ("communication buffers", buffers)]
+    parts = [("weights+gradients+optimizer", state), ("activations", acts), ("communication buffers", buffers),
+             *memory.reserved_parts(s.device)]
     return out, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
 
 
@@ -282,5 +283,5 @@ def _train_cnn(s: Setup, n: dict) -> tuple[dict, list]:
            "bottleneck": relabel(exposed > m * compute_mb, "communication", roofline.bottleneck(fwd))}
     act = cnn.training_activation_elements(w) * mb * s.ex.act_bytes
     state = training.model_state_bytes(s.params, 2.0, 2.0, dp, n["zero"])
-    parts = [("weights+gradients+optimizer", state), ("activations", act)]
+    parts = [("weights+gradients+optimizer", state), ("activations", act), *memory.reserved_parts(s.device)]
     return out, [(parts, s.device.memory_capacity, "of accelerator memory per GPU")]
