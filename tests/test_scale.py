@@ -110,7 +110,7 @@ def test_heartbeats_tell_a_dead_remote_worker_from_a_live_one(tmp_path, monkeypa
     """A trial of another host whose heartbeat stopped is failed after the grace period and queued
     again; one whose run keeps beating stays RUNNING, however long."""
     monkeypatch.setattr(st, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(st, "GRACE_S", 2)
+    monkeypatch.setattr(st, "GRACE_S", 4)  # three missed beats of margin for the live run on a loaded machine
     study = dse.load_study(write_tiny(tmp_path), storage=postgres)
     stored = study._optuna(None)
     trials = {}
@@ -120,7 +120,7 @@ def test_heartbeats_tell_a_dead_remote_worker_from_a_live_one(tmp_path, monkeypa
         study.storage.record_heartbeat(trials[who]._trial_id)
     with st._Heartbeat(study.storage) as heart:
         heart.hold([trials["live"]._trial_id])
-        time.sleep(4)
+        time.sleep(6)  # the dead trial's only beat is then 6 s old, two beyond the grace
         running = {t.number for t in st._fail_stale(stored)}
     assert running == {trials["live"].number}
     waiting = stored.get_trials(states=(TrialState.WAITING,))
