@@ -116,3 +116,13 @@ def test_metrics_report_the_arithmetic_used_and_vector_rates():
     assert mi250x.vector_rate == 47.9e12  # the vector fp32 figure, not the 95.7 matrix peak
     tpu = resolve(registry("hardware").get("tpu-v4", "h"), "bf16", None)
     assert tpu.vector_rate == 275e12 and any("no vector fp32 rate" in note for note in tpu.notes)
+
+
+def test_fp8_gemms_reach_less_of_their_peak_than_bf16_where_measured(hw):
+    h100 = hw("h100-sxm")
+    # maximum achievable matmul rates (catalog): 1,402.6 of 1,979 TFLOP/s in fp8, 794.5 of 989.5 in bf16
+    assert resolve(h100, "fp8", None).tensor_share == pytest.approx((1402.6 / 1979) / (794.5 / 989.5), rel=1e-12)
+    assert resolve(h100, "fp8", None).tensor_share == pytest.approx(0.8827, abs=1e-4)
+    assert resolve(h100, "bf16", None).tensor_share == 1.0
+    assert resolve(hw("a100"), "fp8", None).tensor_share == 1.0  # falls back to fp16: no fp8 GEMMs
+    assert resolve(hw("l40s"), "fp8", None).tensor_share == 1.0  # no measured rates: unchanged

@@ -86,3 +86,14 @@ def test_no_tile_penalty_off_tensor_cores_or_in_weight_only_kernels(compute, deq
     assert float(t.compute) == pytest.approx(f / (100e12 * 0.5))
     tensor = roofline.run(table(0, f, 0, 0, rows=1.0), EX, EFF, bandwidth=2e12, weight_bytes=2.0)
     assert float(tensor.compute) == pytest.approx(f * (1 + 64) / (100e12 * 0.5))  # fp16 tensor cores at M = 1
+
+
+def test_tensor_share_scales_the_matrix_rate_only():
+    from dataclasses import replace
+    f = 2 * 4096**3
+    op = table(4096**2, f, 1e9, 2 * 4096**2 * 2)
+    full = roofline.run(op, EX, EFF, bandwidth=2e12, weight_bytes=2.0)
+    share = roofline.run(op, replace(EX, tensor_share=0.8), EFF, bandwidth=2e12, weight_bytes=2.0)
+    tensor = f / (100e12 * 0.5 * 4096 / (4096 + 64))
+    # the GEMM's tensor term runs at 0.8 of the rate; its vector FLOP (1e9 at 10e12 x 0.25) do not change
+    assert float(share.compute) - float(full.compute) == pytest.approx(tensor / 0.8 - tensor)

@@ -47,6 +47,8 @@ class Execution:
         kv_bytes: bytes per KV-cache element.
         dequant: weights are stored narrower than the arithmetic and expanded in the kernel.
         notes: what was substituted and why.
+        tensor_share: the fraction of its peak a GEMM in this arithmetic reaches relative to the
+            fraction a 16-bit GEMM reaches on the same device (see `tensor_share`); 1 where unmeasured.
     """
 
     compute: str
@@ -58,6 +60,7 @@ class Execution:
     kv_bytes: float
     dequant: bool
     notes: tuple[str, ...]
+    tensor_share: float = 1.0
 
 
 def resolve(device: Accelerator, precision: str, weight_precision: str | None) -> Execution:
@@ -100,5 +103,17 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
     # KV caches are kept in 8 bits or wider (fp8/int8 KV in TensorRT-LLM and vLLM; no 4-bit caches)
     return Execution(compute=compute, tensor_rate=device.peak(compute), vector_rate=vector, stored=stored,
                      weight_bytes=weight_bytes, act_bytes=act_bytes, kv_bytes=max(act_bytes, 1.0),
-                     dequant=dequant, notes=tuple(notes))
+                     dequant=dequant, notes=tuple(notes), tensor_share=tensor_share(device, compute))
+
+
+def tensor_share(device: Accelerator, compute: str) -> float:
+    """How much of its peak an fp8 GEMM reaches against a bf16 GEMM on the same device: the ratio of the
+    two measured maximum achievable matmul rates, each over its peak (catalog `achievable_fp8` and
+    `achievable_bf16`; e.g. H100 SXM 1,402.6 of 1,979 against 794.5 of 989.5 TFLOP/s: 0.883). Doubling
+    the matrix rate does not double what the board's power and clock sustain. 1 for 16-bit and wider
+    arithmetic, and where either rate is unmeasured."""
+    fp8, bf16, peak16 = device.get("achievable_fp8"), device.get("achievable_bf16"), device.peak("bf16")
+    if compute != "fp8" or not (fp8 and bf16 and peak16 and device.peak("fp8")):
+        return 1.0
+    return (fp8 / device.peak("fp8")) / (bf16 / peak16)
 

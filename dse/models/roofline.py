@@ -5,7 +5,7 @@ performance model", CACM 52(4)):
 
     t_i = max(t_compute_i, t_memory_i) + kernels_i * t_launch
 
-    t_compute_i = F_tensor_i / (R_tensor * eta_tensor * M_i / (M_i + M_half))
+    t_compute_i = F_tensor_i / (R_tensor * eta_tensor * s_p * M_i / (M_i + M_half))
                 + F_vector_i / (R_vector * eta_vector)
     t_memory_i  = bytes_i / (BW * eta_memory)
 
@@ -14,7 +14,8 @@ Computers 2", section 1.3.3) to a GEMM's row count M (tokens, or query rows for 
 units work on fixed tiles, so a GEMM of few rows wastes most of each tile (tile quantization, NVIDIA
 "Matrix Multiplication Background User's Guide") and reaches eta_tensor * M / (M + M_half) of peak.
 `M_half`, the etas and `t_launch` are set per device class (see `dse.models.calibration`), never
-per measurement row.
+per measurement row. s_p (`Execution.tensor_share`) carries what a device's measured matmul rates say
+of one arithmetic against 16 bits (fp8 on H100 reaches 0.88 of bf16's fraction of peak).
 
 Arrays: every table field has shape (ops,) for one design point or (ops, points) for a population;
 the reductions sum over axis 0, so one function serves both.
@@ -97,7 +98,7 @@ def run(table: OpTable, ex: Execution, eff: Efficiency, *, bandwidth: float, wei
     w = table.weights
     ft = table.flops_tensor
     fv = table.flops_vector + 2.0 * w if ex.dequant else table.flops_vector
-    inv_tensor = 1.0 / (ex.tensor_rate * eff.tensor)
+    inv_tensor = 1.0 / (ex.tensor_rate * eff.tensor * ex.tensor_share)
     if tensor_speedup != 1.0:
         inv_tensor = inv_tensor / np.where(w > 0, tensor_speedup, 1.0)
     t_c = ft * (1.0 + tile_rows_half(ex, eff) / table.rows) * inv_tensor + fv * (1.0 / (ex.vector_rate * eff.vector))
