@@ -41,12 +41,49 @@ def test_operating_point_quadratic_is_self_consistent():
 
 def test_capacity_is_where_the_slots_fill():
     g = engine()
-    cap, t_full = serving.capacity(g)
+    cap, t_full, budget_bound = serving.capacity(g)
     cycle = 1 + 247
     assert t_full == pytest.approx(5e-3 + 4e-5 * 120 + 128 * 2e-3 / cycle, rel=1e-12)
     assert cap == pytest.approx(128 / (cycle * t_full), rel=1e-12)
+    assert not budget_bound  # the budget passes 1920 / 547 prompts per mixed step, ~350 a second
     assert serving.operating_point(g, 0.99 * cap)[2]
     assert not serving.operating_point(g, 1.01 * cap)[2]
+
+
+def test_capacity_is_where_the_step_budget_fills():
+    # 50 tokens of room per step for 547-token prompts: 547 / 50 mixed steps of 5 ms + 4e-5 * 120 + 2e-3
+    # each carry one prompt, fewer prompts a second than 128 slots turning over every 248 steps want
+    g = engine(room=50.0)
+    cap, t_full, budget_bound = serving.capacity(g)
+    mixed = 5e-3 + 4e-5 * 120 + 2e-3
+    assert budget_bound and cap == pytest.approx(50 / (547 * mixed), rel=1e-12)  # 8.37 requests/s
+    assert 128 / (248 * t_full) > cap
+    assert serving.operating_point(g, 0.99 * cap)[2] and not serving.operating_point(g, 1.01 * cap)[2]
+    # at and beyond the budget the M/D/1 wait is infinite, without a warning
+    with np.errstate(all="raise"):
+        wait, stable = serving.prefill_wait(g, 120.0, np.array([0.5 * cap, cap, 2 * cap]))
+    service = 547 / 50 * mixed
+    assert wait[0] == pytest.approx(0.5 * service / (2 * 0.5), rel=1e-12) and np.isinf(wait[1:]).all()
+    assert list(stable) == [True, False, False]
+
+
+def test_budget_bound_replica_running_full_answers_by_littles_law():
+    # 4,000-token prompts through 512 batched tokens: the budget, not the 115 slots, limits the replica;
+    # without --qps the loop keeps `batch` requests in flight, each taking batch / capacity seconds
+    m = dse.evaluate(**SERVE, input_len=4000, output_len=16, max_batched_tokens=512)
+    cap, itl, batch = m["capacity_requests_per_s"], m["itl_s"], m["concurrency"]
+    assert m["feasible"] and 1 < cap < 10
+    assert m["request_latency_s"] == pytest.approx(batch / cap + 5.5e-3 + 1.5 * itl, rel=1e-9)
+    # the same replica at a Poisson rate below that capacity is stable, above it infeasible in numbers
+    assert dse.evaluate(**SERVE, input_len=4000, output_len=16, max_batched_tokens=512, qps=0.5 * cap)["feasible"]
+    over = dse.evaluate(**SERVE, input_len=4000, output_len=16, max_batched_tokens=512, qps=2 * cap)
+    assert not over["feasible"] and f"({cap:.3g} requests/s)" in over["infeasible_reasons"][0]
+
+
+def test_prefill_compute_time_is_the_prompts_share_of_the_mixed_step():
+    for i in (1, 2, 7):  # a prompt of a few tokens: a small share, never negative
+        m = dse.evaluate(**SERVE, input_len=i, output_len=100)
+        assert 0 < m["prefill_compute_time_s"] < 1e-3
 
 
 @pytest.mark.parametrize("c,load", [(1, 0.5), (2, 1.0), (8, 6.5), (128, 120.0)])

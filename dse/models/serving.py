@@ -172,20 +172,25 @@ def prefill_extra(g: Engine, n):
 
 
 def capacity(g: Engine):
-    """Requests/s of a replica with every slot taken: each slot holds a request for its prompt's chunk
-    steps and O - 1 decode steps of mean length t = D(n) + slots * P(n) / (chunks + O - 1), the decode
-    step stretched by the prefills of the requests that replace finished ones (one per slot per cycle)."""
+    """Requests/s of a replica at full load, the smaller of two limits, and the mean step there:
+    the slots, each holding a request for its prompt's chunk steps and O - 1 decode steps of mean length
+    t = D(n) + slots * P(n) / (chunks + O - 1), the decode step stretched by the prefills of the requests
+    that replace finished ones (one per slot per cycle); and the step budget, which passes at most
+    1 / `prefill_service` prompts a second. Returns (requests/s, t, whether the budget is the limit)."""
     cycle = g.prompt_steps + g.output_len - 1.0
     t = step_time(g, g.full) + g.slots * prefill_extra(g, g.full) / cycle
-    return g.slots / (cycle * t), t
+    slots, budget = g.slots / (cycle * t), 1.0 / prefill_service(g, g.full)
+    return np.minimum(slots, budget), t, budget < slots
 
 
-def operating_point(g: Engine, rate):
+def operating_point(g: Engine, rate, cap=None):
     """The self-consistent point at `rate` requests/s (Poisson) on one replica: n sequences decoding
     and mean step t with n = rate * (O - 1) * t (Little's law on the decode phase) and
     t = D(n) / (1 - rate * P(n)) (each step carries on average rate * t prompts' chunks). With D and P
     affine this is the quadratic rate*e*n^2 + (rate*(O-1)*b + rate*c - 1)*n + rate*(O-1)*a = 0, whose
-    smaller root is taken. Returns (n, t, stable); beyond capacity `stable` is false."""
+    smaller root is taken. Returns (n, t, stable); beyond capacity (`cap`, requests/s; by default the
+    one `capacity` gives for g, but a chord fitted near a light load says little about full load) `stable`
+    is false."""
     o1 = g.output_len - 1.0
     a2, a1, a0 = rate * g.e, rate * o1 * g.b + rate * g.c - 1.0, rate * o1 * g.a
     disc = a1 * a1 - 4.0 * a2 * a0
@@ -193,17 +198,24 @@ def operating_point(g: Engine, rate):
     n = 2.0 * a0 / np.maximum(root - a1, 1e-300)
     with np.errstate(over="ignore"):  # beyond capacity; flagged by `stable`
         t = step_time(g, n) / np.maximum(1.0 - rate * prefill_extra(g, n), 1e-300)
-    cap, _ = capacity(g)
+    cap = capacity(g)[0] if cap is None else cap
     stable = (disc >= 0) & (a1 < 0) & (rate < cap)
     return n, t, stable
 
 
+def prefill_service(g: Engine, decoding):
+    """Seconds of step budget one prompt occupies with `decoding` sequences decoding: prompt_tokens /
+    room steps, each a step carrying a chunk."""
+    mixed = step_time(g, decoding) + prefill_extra(g, decoding) / g.prompt_steps
+    return g.prompt_tokens / g.room * mixed
+
+
 def prefill_wait(g: Engine, decoding, rate):
     """Mean wait of a prompt for room in the steps' token budget: the budget left by the decodes is
-    one server that prompts occupy for prompt_tokens / room steps of a step carrying a chunk, so an
-    M/D/1 queue, whose mean wait is rho * S / (2 (1 - rho)) (Pollaczek-Khinchine; Kleinrock 1975,
-    section 5.6). Returns (wait, stable)."""
-    mixed = step_time(g, decoding) + prefill_extra(g, decoding) / g.prompt_steps
-    service = g.prompt_tokens / g.room * mixed
+    one server that prompts occupy for `prefill_service` seconds, so an M/D/1 queue, whose mean wait is
+    rho * S / (2 (1 - rho)) (Pollaczek-Khinchine; Kleinrock 1975, section 5.6); infinite at rho >= 1,
+    where the queue grows without bound. Returns (wait, stable)."""
+    service = prefill_service(g, decoding)
     rho = rate * service
-    return rho * service / (2.0 * np.maximum(1.0 - rho, 1e-12)), rho < 1.0
+    stable = rho < 1.0
+    return np.where(stable, rho * service / (2.0 * np.where(stable, 1.0 - rho, 1.0)), np.inf), stable

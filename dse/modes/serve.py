@@ -216,7 +216,8 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     TTFT = per-request overhead + queueing wait for a slot + half a step (an arrival waits for the
     step in progress to end) + the step the scheduler has already planned (vLLM's async scheduling
     runs one step ahead, `serving.AHEAD_STEPS`) + the wait for room in the steps' token budget (an
-    M/D/1 queue, `serving.prefill_wait`) + the steps that carry its prompt's chunks; ITL = the mean step;
+    M/D/1 queue, `serving.prefill_wait`; without --qps, where the budget limits the replica, the wait
+    Little's law gives the loop) + the steps that carry its prompt's chunks; ITL = the mean step;
     request latency = TTFT + (O - 1) * ITL. Memory: weights, the KV cache of every sequence at full
     context, the activations of a full step of `--max-batched-tokens` tokens, within vLLM's
     gpu_memory_utilization of the memory the device exposes (`memory.usable_memory`); the rest is the
@@ -246,25 +247,31 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     shape = dict(scalar=scalar, one=one, chunk=chunk, context=i + o / 2.0, prompt=i, steps=steps, full=full,
                  computed=prompt, room=np.maximum(budget - slots, 1.0))
     g, t, comm = _engine(s, n, 1.0, full, shape)
-    per_replica, itl = serving.capacity(g)
+    per_replica, itl, budget_bound = serving.capacity(g)
     replicas = n["gpus"] / tp
-    dec = phase_timing(t, 1, 4, scalar)
+    dec, mixed = phase_timing(t, 1, 4, scalar), phase_timing(t, 3, 4, scalar)
     comm_dec = split_phases(comm, 4, scalar)[1]
     chunk_steps = steps * serving.step_time(g, full) + serving.prefill_extra(g, full)
-    ttft = (serving.REQUEST_S + (0.5 + serving.AHEAD_STEPS) * itl + chunk_steps
-            + serving.prefill_wait(g, full, per_replica)[0])
+    # without --qps the replica runs full: `batch` requests in flight, each replaced as it ends (a closed
+    # loop, as a benchmark at fixed concurrency runs it). Where the slots limit it, a prompt waits for
+    # room in the step budget as in `serving.prefill_wait`; where the budget does, the requests queue for
+    # it and, by Little's law on the loop, each holds its slot slots / capacity seconds, of which its
+    # prompt's chunk steps and O - 1 decode steps take their share: the rest is its wait
+    wait = np.where(budget_bound, np.maximum(slots / per_replica - chunk_steps - (o - 1.0) * itl, 0.0),
+                    serving.prefill_wait(g, full, per_replica)[0])
+    ttft = serving.REQUEST_S + (0.5 + serving.AHEAD_STEPS) * itl + chunk_steps + wait
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1.0) * itl,
          "kv_cache_bytes": kv_seq * slots, "max_batch": largest, "concurrency": slots * one,
          "tokens_per_s": per_replica * o * replicas, "capacity_requests_per_s": per_replica * replicas,
          "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
-         "prefill_compute_time_s": steps * (split_phases(t.compute, 4, scalar)[3] - dec.compute),
+         "prefill_compute_time_s": steps * mixed.compute * (1.0 - dec.flops / mixed.flops),  # the prompt's share
          "decode_memory_time_s": dec.memory, "activity": 1.0 - (dec.overhead + comm_dec) / itl,
          "bottleneck": roofline.bottleneck(dec)}
     if n["qps"] is not None:  # two secant refinements around the operating point (MoE weights are concave in n)
         rate = n["qps"] / replicas
-        start = np.clip(serving.operating_point(g, rate)[0], 1e-3, full)
+        start = np.clip(serving.operating_point(g, rate)[0], np.minimum(1.0, full), full)  # a step runs >= 1
         g_near = _engine(s, n, start, full, shape)[0]
-        near = np.clip(serving.operating_point(g_near, rate)[0], 1e-3, full)
+        near = np.clip(serving.operating_point(g_near, rate)[0], np.minimum(1.0, full), full)
         g, whole = _engine(s, n, near, start, shape)[0], g
     if n["qps"] is not None:
         _at_rate(m, g, whole, n, replicas)
@@ -273,9 +280,10 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     return m, [(parts, cap, "of accelerator memory per GPU")]
 
 
-def _ttft_parts(g: serving.Engine, rate):
-    """(n, mean step, TTFT before queueing, slot holding time, stable) of a replica at `rate`."""
-    decoding, t, stable = serving.operating_point(g, rate)
+def _ttft_parts(g: serving.Engine, rate, cap=None):
+    """(n, mean step, TTFT before queueing, slot holding time, stable) of a replica at `rate` whose
+    capacity is `cap` requests/s (by default g's own)."""
+    decoding, t, stable = serving.operating_point(g, rate, cap)
     chunk_steps = g.prompt_steps * serving.step_time(g, decoding) + serving.prefill_extra(g, decoding)
     wait, room = serving.prefill_wait(g, decoding, rate)
     hold = wait + chunk_steps + (g.output_len - 1.0) * t
@@ -287,7 +295,7 @@ def _at_rate(m: dict, g: serving.Engine, whole: serving.Engine, n: dict, replica
     throughout; the replicas needed under the SLOs from the engine's chord over every load, `whole`."""
     o = n["output_len"]
     rate = n["qps"] / replicas
-    t, base, hold, stable = _ttft_parts(g, rate)
+    t, base, hold, stable = _ttft_parts(g, rate, serving.capacity(whole)[0])
     wait = serving.erlang_c_column(g.slots, rate * hold) / np.maximum(g.slots / hold - rate, 1e-300)
     # beyond capacity the means are those of the replica running full and the tails are left out (NaN)
     at = {"ttft_s": base + wait, "itl_s": t, "request_latency_s": base + wait + (o - 1.0) * t}
