@@ -114,7 +114,7 @@ def h100_runs() -> list[dict]:
         gpus, batch, seq = int(r["gpus"]), int(r["global_batch"]), int(r["seq_len"])
         m = dse.evaluate(workload=r["workload"], hardware="h100-sxm", mode="train", precision=r["precision"],
                          gpus=gpus, batch=batch, seq_len=seq, recompute=r["recompute"],
-                         **{k: int(r[k]) for k in ("tp", "pp", "cp", "vp", "zero", "micro_batch")})
+                         **{k: int(r[k]) for k in ("tp", "pp", "cp", "vp", "ep", "zero", "micro_batch")})
         value = float(r["published"])
         published = batch * seq / value / gpus if r["metric"] == "step_time_s" else value
         predicted = m["tokens_per_s"] / gpus

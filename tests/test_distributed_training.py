@@ -309,3 +309,34 @@ def test_fp8_casts_each_gemm_input_forward_and_each_output_gradient_backward(mon
         2 * 8192 * (ins + outs) * 4 * per_byte, rel=1e-9)
     bf16 = dse.evaluate(**{**base, "precision": "bf16"})
     assert 1.3 < bf16["step_time_s"] / with_casts["step_time_s"] < 1.5  # published fp8 speedups 1.3-1.5x
+
+
+# --- expert parallelism: each expert's GEMM gets the tokens the whole group routes to it -----------------
+
+def test_expert_gemm_rows_are_the_groups_tokens_routed_to_each_expert():
+    w = registry("workloads").get("deepseek-v3", "w")  # 256 experts, top 8, expert width 2048
+    alone = transformer.pass_ops(w, 1, 4096, 4096, 4096, 2.0, 2.0)
+    group = transformer.pass_ops(w, 1, 4096, 4096, 4096, 2.0, 2.0, expert_group=64)
+    i = alone.names.index("mlp")
+    touched = lambda t: 256 * (1 - (1 - 8 / 256) ** t)  # noqa: E731  experts hit by t uniform tokens
+    # one GPU's 4096 tokens x top 8 over 256 experts: ~128 rows an expert; over EP 64, 64x as many
+    assert alone.rows[i] == pytest.approx(4096 * 8 / touched(4096), rel=1e-12)
+    assert group.rows[i] == pytest.approx(4096 * 64 * 8 / touched(4096 * 64), rel=1e-12)
+    assert 127 < alone.rows[i] < 129 and 8191 < group.rows[i] < 8193
+    # the same FLOP per GPU; the weights read are those of its 4 local experts
+    assert group.flops_tensor[i] == alone.flops_tensor[i]
+    assert group.weights[i] == pytest.approx(3 * 7168 * 2048 * touched(4096 * 64) / 64, rel=1e-12)
+    # at 128 rows a GEMM reaches 128/(128 + 50) of the large-GEMM rate, at 8192 rows 8192/8242
+    m = dict(workload="deepseek-v3", hardware="h100-sxm", mode="train", precision="bf16", gpus=64, tp=1, pp=8,
+             batch=64, micro_batch=1, seq_len=4096, zero=1)
+    assert dse.evaluate(**m, ep=8)["compute_time_s"] < dse.evaluate(**m, ep=1)["compute_time_s"]
+
+
+def test_evaluate_many_equals_evaluate_over_expert_layouts():
+    rows = [dict(workload="mixtral-8x7b", **H100, gpus=64, batch=128, seq_len=4096, tp=tp, pp=pp, ep=ep, zero=1)
+            for tp in (1, 2) for pp in (1, 4) for ep in (1, 2, 8) if 64 % (tp * pp * ep) == 0]
+    frame = dse.evaluate_many(rows)
+    for i, row in enumerate(rows):
+        one = dse.evaluate(**row)
+        for k in ("step_time_s", "compute_time_s", "ep_comm_time_s", "memory_per_gpu_bytes"):
+            assert frame.iloc[i][k] == pytest.approx(one[k], rel=1e-9), (row, k)

@@ -256,27 +256,34 @@ def _stack(values: list) -> np.ndarray:
         return np.array(np.broadcast_arrays(*values), dtype=float)
 
 
-def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: float, kv_bytes: float) -> OpTable:
+def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: float, kv_bytes: float,
+             expert_group=1.0) -> OpTable:
     """Operators of one forward pass over `q_len` new tokens per sequence attending to `kv_len`.
 
     Prefill and encoders: q_len = kv_len = sequence length. Decode: q_len = 1, kv_len = context.
     `logit_tokens` is the number of positions per sequence that need vocabulary logits.
+    `expert_group`: expert parallelism over that many ranks, each holding 1/group of the experts and
+    receiving the tokens all of them route there (GShard, Lepikhin et al. 2021, section 2.2): the
+    FLOP per rank stay those of its own tokens, each local expert's GEMM has `group` times the rows.
     Works on floats (one design point) or numpy columns (a population).
     """
     names, repeat, kernels, row_kind, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
-    u, row_counts, touched = _pass_terms(w, batch, q_len, kv_len, logit_tokens)
+    u, row_counts, touched = _pass_terms(w, batch, q_len, kv_len, logit_tokens, expert_group)
     return OpTable(names=names, repeat=repeat, weights=_weights_read(w, names, weights, touched, u.ndim),
                    flops_tensor=ft @ u, rows=row_counts[row_kind], flops_vector=fv @ u, act_bytes=act @ u,
                    kernels=kernels)
 
 
-def _pass_terms(w: Transformer, batch, q_len, kv_len, logit_tokens):
-    """The monomials of a pass (see above), each operator kind's GEMM rows, and the experts touched."""
+def _pass_terms(w: Transformer, batch, q_len, kv_len, logit_tokens, expert_group=1.0):
+    """The monomials of a pass (see above), each operator kind's GEMM rows, and the experts touched on
+    this rank: the expert group's tokens touch `experts_touched` experts, 1/group of them here, each
+    with the group's tokens routed to it, tokens * group * top_k / touched rows."""
     tokens = batch * q_len
     context = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len
     u = _stack([tokens, tokens * context, batch * logit_tokens, batch * context * np.ceil(q_len / FLASH_BLOCK_ROWS)])
-    touched = experts_touched(w, tokens)
-    per_expert = tokens * w.top_k / np.maximum(touched, 1e-12)  # no tokens (an empty chunk): no rows
+    touched = experts_touched(w, tokens * expert_group)
+    per_expert = tokens * expert_group * w.top_k / np.maximum(touched, 1e-12)  # no tokens (an empty chunk): no rows
+    touched = touched / expert_group
     row_counts = _stack([tokens, q_len * (w.heads // kv_groups(w)), batch * logit_tokens, per_expert,
                          1.0 + 0.0 * tokens])
     return u, row_counts, touched

@@ -76,16 +76,20 @@ def _per_rank(t: roofline.Timing, tp, back):
     return (total - overhead) / tp + overhead
 
 
-def _distinct(rows, seq):
-    """The distinct (rows, seq) pairs of a population and the map back to its points; for one point,
+def _distinct(*columns):
+    """The distinct tuples of a population's columns and the map back to its points; for one point,
     the point itself and None."""
-    if not (np.ndim(rows) or np.ndim(seq)):
-        return (rows, seq), None
-    rows, seq = np.broadcast_arrays(rows, seq)
-    r, rows_seen = pd.factorize(rows)  # hashing: linear in the points, no sort
-    q, seqs_seen = pd.factorize(seq)
-    back, pairs = pd.factorize(r * len(seqs_seen) + q)
-    return (rows_seen[pairs // len(seqs_seen)], seqs_seen[pairs % len(seqs_seen)]), back
+    if not any(np.ndim(c) for c in columns):
+        return columns, None
+    columns = np.broadcast_arrays(*columns)
+    key = 0
+    for c in columns:  # hashing: linear in the points, no sort
+        codes, seen = pd.factorize(c)
+        key = key * len(seen) + codes
+    back, keys = pd.factorize(key)
+    where = np.empty(len(keys), dtype=np.intp)
+    where[back] = np.arange(len(back))  # a point of each distinct tuple
+    return tuple(c[where] for c in columns), back
 
 
 def _exposed(traffic, window, interference: float):
@@ -121,9 +125,10 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # one micro-batch's forward on one GPU: its share of the sequence (cp) and of heads, columns and
     # sequence (tp, with sequence parallelism)
     rows = mb / cp
-    # a population holds few distinct (micro-batch / cp, sequence) pairs: time each pair once
-    distinct, back = _distinct(rows, seq)
-    table = transformer.pass_ops(w, *distinct, distinct[1], distinct[1], act, s.ex.kv_bytes)
+    # a population holds few distinct (micro-batch / cp, sequence, expert group) tuples: time each once
+    distinct, back = _distinct(rows, seq, ep if w.experts > 1 else 1.0)
+    table = transformer.pass_ops(w, distinct[0], distinct[1], distinct[1], distinct[1], act, s.ex.kv_bytes,
+                                 expert_group=distinct[2])
     # the layer's GEMMs and element-wise work (one roofline when they share the arithmetic), attention,
     # and the embedding and LM head
     gemm = _time(table, GEMMS if fp8 else (*GEMMS, *ELEMENTWISE), s, s.ex)
