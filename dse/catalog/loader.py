@@ -36,8 +36,8 @@ DEVICE_CLASSES = ("datacenter-gpu", "datacenter-accel", "edge-gpu", "mcu")
 
 # The unit each known quantity field is measured in (any unit of the same dimension is accepted).
 UNITS = {
-    "peak": "TFLOP/s", "memory_capacity": "GB", "memory_visible": "GB", "memory_bandwidth": "GB/s", "sram": "MB", "flash": "MB",
-    "sram_bandwidth": "GB/s", "tdp": "W", "idle_power": "W", "scale_up_bandwidth": "GB/s",
+    "peak": "TFLOP/s", "memory_capacity": "GB", "memory_visible": "GB", "memory_bandwidth": "GB/s", "sram": "MB",
+    "flash": "MB", "sram_bandwidth": "GB/s", "tdp": "W", "idle_power": "W", "scale_up_bandwidth": "GB/s",
     "scale_out_bandwidth": "GB/s", "host_link_bandwidth": "GB/s", "purchase_price": "USD",
     "rent_on_demand": "USD/h", "rent_reserved": "USD/h", "rent_gpu_cloud": "USD/h", "die_area": "mm^2",
     "embodied_carbon": "kg", "clock": "MHz", "vector_fp32": "TFLOP/s", "achievable_bf16": "TFLOP/s",

@@ -44,6 +44,8 @@ class OpTable:
         flops_vector: FLOP per instance on vector units (norms, softmax, activations, depthwise conv).
         act_bytes: activation / KV bytes moved per instance (weights are added from `weights`).
         kernels: kernel launches per instance.
+        kv_bytes: the part of act_bytes that is K/V (projection outputs and the cache read), which
+            tensor parallelism splits only as far as the KV heads; 0 where not given.
     """
 
     names: tuple[str, ...]
@@ -54,6 +56,7 @@ class OpTable:
     flops_vector: np.ndarray
     act_bytes: np.ndarray
     kernels: np.ndarray
+    kv_bytes: object = 0.0
 
 
 @dataclass(frozen=True, slots=True)

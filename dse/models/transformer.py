@@ -67,6 +67,15 @@ def _qkv_weights(w: Transformer) -> int:
             + w.q_lora_rank + w.kv_lora_rank)
 
 
+def kv_projection_weights(w: Transformer) -> int:
+    """Weights of the projections that make what the cache holds, which tensor parallelism can split only
+    kv_groups ways: K and V, h*2*kv_heads*d; under MLA the down-projection to the latent and RoPE key
+    and the latent's norm, h*(kv_lora_rank + qk_rope_head_dim) + kv_lora_rank."""
+    if w.kv_lora_rank:
+        return w.hidden * (w.kv_lora_rank + w.qk_rope_head_dim) + w.kv_lora_rank
+    return w.hidden * 2 * w.kv_heads * w.head_dim
+
+
 def _out_weights(w: Transformer) -> int:
     """Output projection from the heads' values back to the hidden width: heads*d x h."""
     return w.heads * w.head_dim * w.hidden
@@ -197,8 +206,9 @@ UNFUSED_SCORE_BYTES = 6.5
 @lru_cache(maxsize=256)
 def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
     """Per-operator coefficients of the monomials: names, repeat, kernels, row kind, weight elements,
-    and (ops x 4) matrices for tensor FLOP, vector FLOP and activation bytes. Each row is one
-    operator's accounting; a pass is then ``matrix @ monomials``.
+    and (ops x 4) matrices for tensor FLOP, vector FLOP and activation bytes, and the part of those
+    bytes that is K/V (the projections' K/V outputs and the cache attention streams; see `shard`). Each
+    row is one operator's accounting; a pass is then ``matrix @ monomials``.
 
     Activation bytes per token: QKV reads h, writes h + 2*kvd; attention reads Q and writes O (2h)
     plus the K/V rows it streams; the MLP GEMMs read h, write the `mats - 1` up/gate outputs (f each),
@@ -245,7 +255,10 @@ def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
                  (0, 0, h * ab + 4 * w.vocab, 0)))
     names, repeat, kernels, row_kind, weights, ft, fv, act = zip(*rows, strict=True)
     arr = lambda x: np.array(x, dtype=float)  # noqa: E731
-    return (names, arr(repeat), arr(kernels), np.array(row_kind), arr(weights), arr(ft), arr(fv), arr(act))
+    kv_act = np.zeros((len(names), 4))
+    kv_act[names.index("qkv_proj"), 0] = kv * ab
+    kv_act[names.index("attention"), 3] = kv * kv_bytes
+    return (names, arr(repeat), arr(kernels), np.array(row_kind), arr(weights), arr(ft), arr(fv), arr(act), kv_act)
 
 
 def _stack(values: list) -> np.ndarray:
@@ -267,11 +280,11 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
     FLOP per rank stay those of its own tokens, each local expert's GEMM has `group` times the rows.
     Works on floats (one design point) or numpy columns (a population).
     """
-    names, repeat, kernels, row_kind, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
+    names, repeat, kernels, row_kind, weights, ft, fv, act, kv_act = operator_table(w, act_bytes, kv_bytes)
     u, row_counts, touched = _pass_terms(w, batch, q_len, kv_len, logit_tokens, expert_group)
     return OpTable(names=names, repeat=repeat, weights=_weights_read(w, names, weights, touched, u.ndim),
                    flops_tensor=ft @ u, rows=row_counts[row_kind], flops_vector=fv @ u, act_bytes=act @ u,
-                   kernels=kernels)
+                   kernels=kernels, kv_bytes=kv_act @ u)
 
 
 def _pass_terms(w: Transformer, batch, q_len, kv_len, logit_tokens, expert_group=1.0):
@@ -343,15 +356,39 @@ def layer_activation_elements(w: Transformer, recompute: str, seq_len=0.0) -> tu
 TP_SHARDED = ("qkv_proj", "attention", "out_proj", "mlp", "activation", "shared_mlp", "dense_mlp", "logits")
 
 
-def shard(table: OpTable, tp, names: tuple[str, ...] = TP_SHARDED) -> OpTable:
+def shard(table: OpTable, tp, w: Transformer | None = None, names: tuple[str, ...] = TP_SHARDED) -> OpTable:
     """Per-rank operators under tensor parallelism of degree `tp` (a number or a numpy column); `names`
-    are the operators split across ranks."""
+    are the operators split across ranks. Given the workload `w`, what the KV heads hold splits only
+    min(tp, kv_groups) ways: beyond the KV heads each rank keeps whole copies of the K/V projections
+    (their weights, FLOP and outputs) and streams the cache of the KV heads it holds, total /
+    min(tp, kv_groups) (vLLM replicates KV heads when tp exceeds them: QKVParallelLinear, 2025; as
+    `kv_rank_share` does for the cache's memory)."""
     split = np.array([name in names for name in table.names])
     shape = (len(split),) + (1,) * (np.ndim(table.flops_tensor) - 1)
     div = np.where(split.reshape(shape), 1.0 / np.asarray(tp, dtype=float), 1.0)
-    return OpTable(names=table.names, repeat=table.repeat, weights=table.weights * div,
-                   flops_tensor=table.flops_tensor * div, rows=table.rows, flops_vector=table.flops_vector * div,
-                   act_bytes=table.act_bytes * div, kernels=table.kernels)
+    weights, flops, act = table.weights * div, table.flops_tensor * div, table.act_bytes * div
+    if w is not None:
+        extra = kv_rank_share(w, tp) - 1.0 / np.asarray(tp, dtype=float)  # >= 0: K/V beyond a 1/tp share
+        kv_rows = np.array([name == "qkv_proj" for name in table.names]).reshape(shape)
+        kv = np.where(kv_rows, kv_projection_weights(w) / _qkv_weights(w), 0.0)  # K/V share of the QKV GEMM
+        weights = weights + table.weights * kv * extra
+        flops = flops + table.flops_tensor * kv * extra
+        act = act + table.kv_bytes * extra
+    return OpTable(names=table.names, repeat=table.repeat, weights=weights, flops_tensor=flops, rows=table.rows,
+                   flops_vector=table.flops_vector * div, act_bytes=act, kernels=table.kernels,
+                   kv_bytes=table.kv_bytes * (div if w is None else kv_rank_share(w, tp)))
+
+
+def kv_rank_share(w: Transformer, tp):
+    """Share of the KV heads (and of their cache) each of `tp` ranks holds: 1 / min(tp, kv_groups)."""
+    return 1.0 / np.minimum(tp, kv_groups(w))
+
+
+def weights_per_rank(w: Transformer, tp):
+    """Weight elements one of `tp` ranks holds: 1/tp of the model, plus whole copies of the K/V
+    projections beyond the KV heads (1/min(tp, kv_groups) of them per layer instead of 1/tp)."""
+    extra = kv_rank_share(w, tp) - 1.0 / np.asarray(tp, dtype=float)
+    return parameters(w) / tp + w.layers * kv_projection_weights(w) * extra
 
 
 def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: float, latency: float):
@@ -367,11 +404,11 @@ def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float
     attend to the prompt up to the middle chunk. The two parts run as one batch: their monomials (FLOP
     and activation bytes) add, the weights are read once (for mixture-of-experts, the experts the
     larger part touches), and each GEMM's rows M are the step's tokens."""
-    names, repeat, kernels, row_kind, weights, ft, fv, act = operator_table(w, act_bytes, kv_bytes)
+    names, repeat, kernels, row_kind, weights, ft, fv, act, kv_act = operator_table(w, act_bytes, kv_bytes)
     u_d, rows_d, touched_d = _pass_terms(w, decoding, 1.0, context, 1.0)
     u_p, rows_p, touched_p = _pass_terms(w, 1.0, chunk, prompt - (prompt - chunk) / 2.0, 1.0)
     u = u_d + u_p
     return OpTable(names=names, repeat=repeat,
                    weights=_weights_read(w, names, weights, np.maximum(touched_d, touched_p), u.ndim),
                    flops_tensor=ft @ u, rows=(rows_d + rows_p)[row_kind], flops_vector=fv @ u, act_bytes=act @ u,
-                   kernels=kernels)
+                   kernels=kernels, kv_bytes=kv_act @ u)

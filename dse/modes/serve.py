@@ -53,8 +53,8 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     comm_dec = split_phases(comm, 3, scalar)[1]
     dec = phase_timing(t, 1, 3, scalar)
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, s.ex.kv_bytes)
-    kv_share = np.maximum(1.0 / tp, 1.0 / transformer.kv_groups(w))  # KV heads split, replicated past them
-    weights = s.params * s.weight_bytes / tp
+    kv_share = transformer.kv_rank_share(w, tp)  # KV heads split, replicated past them
+    weights = transformer.weights_per_rank(w, tp) * s.weight_bytes
     act_prompt = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp  # one prompt's live set
     work = (b if n["prefill_batch"] is None else n["prefill_batch"]) * act_prompt
     cap, usable = s.device.memory_capacity, memory.usable_memory(s.device)
@@ -68,7 +68,8 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
          "kv_cache_bytes": kv_seq * b, "max_batch": largest,
          "tokens_per_s": per_replica * replicas,
          "continuous_tokens_per_s": serving.continuous_tokens_per_s(b, o, itl, pf1) * replicas,
-         "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
+         "replicas": replicas, "weights_bytes": s.params * s.weight_bytes + 0.0 * weights,
+         "communication_time_s": comm_dec,
          "prefill_compute_time_s": passes * split_phases(t.compute, 3, scalar)[0], "decode_memory_time_s": dec.memory,
          "activity": 1.0 - (dec.overhead + comm_dec) / itl,  # decode steps dominate a replica's time
          "bottleneck": roofline.bottleneck(dec)}
@@ -169,7 +170,7 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     w, ex = s.workload, s.ex
     table = transformer.mixed_ops(w, decoding, context, chunk, prompt, ex.act_bytes, ex.kv_bytes)
     if np.any(tp > 1):
-        table = transformer.shard(table, tp)
+        table = transformer.shard(table, tp, w)
     eff = dataclasses.replace(s.eff, memory=s.eff.memory * serving.STREAM_EFFICIENCY)
     t = roofline.run(table, ex, eff, bandwidth=s.device.memory_bandwidth, weight_bytes=s.weight_bytes,
                      tensor_speedup=s.tensor_speedup)
@@ -230,8 +231,8 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     prompt = np.maximum(1.0, np.ceil(i * (1.0 - hit)))  # cached tokens are read, not recomputed
     cap = s.device.memory_capacity
     usable = memory.usable_memory(s.device)
-    weights = s.params * s.weight_bytes / tp
-    kv_share = np.maximum(1.0 / tp, 1.0 / transformer.kv_groups(w))  # KV heads split, replicated past them
+    weights = transformer.weights_per_rank(w, tp) * s.weight_bytes
+    kv_share = transformer.kv_rank_share(w, tp)  # KV heads split, replicated past them
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, ex.kv_bytes)
     work = transformer.inference_activation_bytes(w, budget, np.minimum(budget, seqs_default), ex.act_bytes) / tp
     largest = serving.max_batch(usable, weights + work, kv_seq * kv_share)
@@ -263,7 +264,8 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1.0) * itl,
          "kv_cache_bytes": kv_seq * slots, "max_batch": largest, "concurrency": slots * one,
          "tokens_per_s": per_replica * o * replicas, "capacity_requests_per_s": per_replica * replicas,
-         "replicas": replicas, "weights_bytes": weights * tp, "communication_time_s": comm_dec,
+         "replicas": replicas, "weights_bytes": s.params * s.weight_bytes + 0.0 * weights,
+         "communication_time_s": comm_dec,
          "prefill_compute_time_s": steps * mixed.compute * (1.0 - dec.flops / mixed.flops),  # the prompt's share
          "decode_memory_time_s": dec.memory, "activity": 1.0 - (dec.overhead + comm_dec) / itl,
          "bottleneck": roofline.bottleneck(dec)}

@@ -99,7 +99,7 @@ def forward_pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bo
     else:
         table = transformer.pass_ops(w, batch, q_len, kv_len, logit_tokens, s.ex.act_bytes, s.ex.kv_bytes)
         if np.any(tp > 1):
-            table = transformer.shard(table, tp)
+            table = transformer.shard(table, tp, w)
     return roofline.run(table, s.ex, s.eff, bandwidth=s.device.memory_bandwidth,
                                weight_bytes=s.weight_bytes, tensor_speedup=s.tensor_speedup)
 
