@@ -200,21 +200,19 @@ def _column(values: np.ndarray, key: str) -> np.ndarray:
 CHUNK = 1 << 12  # rows per pass through the models: a pass's (operators x phases x rows) arrays stay in cache
 
 
-def _groups(frame: pd.DataFrame):
-    """Yield (categorical choices, row positions) for each distinct combination in the frame, in the
-    order of their first row. Rows are also grouped by which numeric cells are empty, so that inside a
-    group an option is given on every row or on none (an empty cell takes the default, as an absent
-    keyword does). Columns that hold one value (or are absent) are not grouped on. Each column is
-    factorized once; the groups are the distinct combinations of their codes."""
-    fixed = {k: cfg.DEFAULTS.get(k) for k in CATEGORICAL if k not in frame}
-    codes = np.zeros(len(frame), dtype=np.int64)
+def _groups(categorical: dict[str, np.ndarray], empty: list[np.ndarray], size: int):
+    """Yield (categorical choices, row positions) for each distinct combination of the categorical
+    columns' cells, in the order of their first row. Rows are also grouped by which numeric cells are
+    `empty`, so that inside a group an option is given on every row or on none (an empty cell takes
+    the default, as an absent keyword does). Columns that hold one value (or are absent) are not
+    grouped on. Each column is factorized once; the groups are the distinct combinations of codes."""
+    fixed = {k: cfg.DEFAULTS.get(k) for k in CATEGORICAL if k not in categorical}
+    codes = np.zeros(size, dtype=np.int64)
     varying: dict[str, tuple[np.ndarray, object]] = {}
-    for key in (k for k in cfg.NUMERIC if k in frame):
-        empty = frame[key].isna().to_numpy()
-        if empty.any() and not empty.all():
-            codes = pd.factorize(codes * 2 + empty)[0]
-    for key in (k for k in CATEGORICAL if k in frame):
-        cells = frame[key].to_numpy()
+    for cells in empty:
+        if cells.any() and not cells.all():
+            codes = pd.factorize(codes * 2 + cells)[0]
+    for key, cells in categorical.items():
         if not pd.isna(cells[0]) and (cells == cells[0]).all():  # one value throughout (the common case)
             fixed[key] = _value(cells, 0)
             continue
@@ -225,7 +223,7 @@ def _groups(frame: pd.DataFrame):
             varying[key] = column, values
             codes = pd.factorize(codes * (len(values) + 1) + column + 1)[0]
     if codes.max(initial=0) == 0:
-        yield fixed, np.arange(len(frame))
+        yield fixed, np.arange(size)
         return
     order = np.argsort(codes, kind="stable")  # each group's rows in the frame's order
     for rows in np.split(order, np.cumsum(np.bincount(codes))[:-1]):
@@ -301,16 +299,19 @@ def _frame(points) -> pd.DataFrame:
 
 
 def _evaluate_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    numeric = {k: _numeric(frame[k]) for k in cfg.NUMERIC if k in frame}
+    size = len(frame)
+    numeric = {k: _numeric(frame[k]) for k in cfg.NUMERIC if k in frame.columns}
+    categorical = {k: frame[k].to_numpy() for k in CATEGORICAL if k in frame.columns}
     blocks: list[tuple[np.ndarray, dict]] = []
-    for c, rows in _groups(frame):
+    for c, rows in _groups(categorical, [empty for _, empty in numeric.values()], size):
         with _at_rows(rows):
             w = cfg.resolve_workload(c["workload"], c["workload_file"])
             dev = cfg.resolve_hardware(c["hardware"], c["hardware_file"])
             cats = {k: cfg.check_choice(k, c[k]) if c[k] is not None else cfg.DEFAULTS.get(k) for k in cfg.CHOICES}
             s = _setup(w, dev, cats, c["sparsity"], c["precision"] is not None)
-            nums = {k: _column(values[rows], k) for k, (values, empty) in numeric.items() if not empty[rows[0]]}
-            present = {**{k: v for k, v in c.items() if v is not None and k in frame}, **nums}
+            nums = {k: _column(values if len(rows) == size else values[rows], k)
+                    for k, (values, empty) in numeric.items() if not empty[rows[0]]}
+            present = {**{k: v for k, v in c.items() if v is not None and k in categorical}, **nums}
         site = None
         for start in range(0, len(rows), CHUNK):
             part = {k: v[start:start + CHUNK] for k, v in nums.items()}
@@ -322,10 +323,16 @@ def _evaluate_frame(frame: pd.DataFrame) -> pd.DataFrame:
                     site = _site_cached(dev, c["region"], cats["purchase"])
             block = rows[start:start + CHUNK]
             blocks.append((block, _block(s, n, block, bool(SLO_OPTIONS.intersection(nums)), site)))
-    result = pd.DataFrame(_assemble(blocks, len(frame)), index=frame.index, copy=False)
-    for key in COUNTS.intersection(result.columns):  # nullable: absent on rows of another mode
-        result[key] = result[key].astype("Int64")
-    return result
+    columns = _assemble(blocks, size)
+    for key in COUNTS.intersection(columns):  # nullable: absent on rows of another mode
+        columns[key] = _counts(columns[key])
+    return pd.DataFrame(columns, index=frame.index, copy=False)
+
+
+def _counts(column: np.ndarray) -> pd.arrays.IntegerArray:
+    """A count column as nullable integers (as `evaluate` gives them: int()), empty where NaN."""
+    empty = np.isnan(column)
+    return pd.arrays.IntegerArray(np.where(empty, 0.0, column).astype(np.int64), empty)
 
 
 def _numeric(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -340,7 +347,7 @@ def _assemble(blocks: list[tuple[np.ndarray, dict]], size: int) -> dict[str, np.
     """Whole metric columns from the blocks' (row positions, metrics), in the order metrics first
     appear; a metric a block lacks (a row of another mode) is empty there (NaN), and the column's
     type is what concatenating the blocks' frames gives: numbers stay floats, anything mixed with
-    truth values or text becomes objects."""
+    truth values or text becomes objects. A block's metric is a column or one value for its rows."""
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for rows, metrics in blocks:
         for key, values in metrics.items():
@@ -355,13 +362,17 @@ def _assemble(blocks: list[tuple[np.ndarray, dict]], size: int) -> dict[str, np.
             dtype = np.dtype(float) if all(k.kind in "iuf" for k in kinds) else np.dtype(object)
         column = np.empty(size, dtype) if whole else np.full(size, np.nan, dtype)
         for rows, values in pieces:
-            column[rows] = values
+            if rows[-1] - rows[0] == len(rows) - 1:  # consecutive rows (positions ascend): a slice is faster
+                column[rows[0]:rows[-1] + 1] = values
+            else:
+                column[rows] = values
         columns[key] = column
     return columns
 
 
 def _block(s: Setup, n: dict, rows: np.ndarray, slo: bool, site: economics.Site | None) -> dict[str, np.ndarray]:
-    """Metrics (columns) of a block of design points that share their categorical choices."""
+    """Metrics of a block of design points that share their categorical choices: each a column, or
+    one value (a 0-d array) where it is the same on every row."""
     m, checks = MODELS[s.mode](s, n)
     if n["pipeline"]:
         m = with_data_pipeline(m, n, s)
@@ -372,24 +383,24 @@ def _block(s: Setup, n: dict, rows: np.ndarray, slo: bool, site: economics.Site 
         service_levels(metrics, n, [])
         _uncounted(metrics, fits)
     metrics.pop("infeasible_reasons")
-    block = {k: _broadcast(v, len(rows)) for k, v in metrics.items()}
+    block = {k: _cells(v) for k, v in metrics.items()}
     if slo and n["scheduler"] == "static":
-        frame = pd.DataFrame(block)
+        frame = pd.DataFrame({k: np.broadcast_to(v, (len(rows),)) for k, v in block.items()})
         _service_level_rows(frame, n, len(rows))
         block = {k: frame[k].to_numpy() for k in frame.columns}
     if site is not None:
-        added = economics.apply(block, n, s.mode, site)
+        added = economics.apply({k: np.broadcast_to(v, (len(rows),)) for k, v in block.items()}, n, s.mode, site)
         block = {**{k: v for k, v in block.items() if k not in added},
-                 **{k: _broadcast(np.asarray(v, dtype=float), len(rows)) for k, v in added.items()}}
+                 **{k: np.asarray(v, dtype=float) for k, v in added.items()}}
     return block
 
 
-def _broadcast(value, size: int) -> np.ndarray:
-    """A metric as a column of `size` rows (a number or a text repeated; text as Python strings)."""
+def _cells(value) -> np.ndarray:
+    """A metric as an array (text as Python strings, as pandas keeps them)."""
     if isinstance(value, str):
-        return np.full(size, value, dtype=object)
-    column = np.broadcast_to(np.asarray(value), (size,))
-    return column.astype(object) if column.dtype.kind == "U" else column
+        return np.array(value, dtype=object)
+    cells = np.asarray(value)
+    return cells.astype(object) if cells.dtype.kind == "U" else cells
 
 
 def _service_level_rows(block: pd.DataFrame, n: dict, size: int) -> None:
