@@ -197,7 +197,11 @@ def _column(values: np.ndarray, key: str) -> np.ndarray:
     return out
 
 
-CHUNK = 1 << 12  # rows per pass through the models: a pass's (operators x phases x rows) arrays stay in cache
+# Rows per pass through the models, by mode: small enough that a pass's (operators x phases x rows)
+# arrays stay in cache and are reused by the allocator rather than faulted in afresh (serve stacks four
+# engine phases per row), large enough that the per-pass Python work is spread over many rows; the
+# fastest of 512-8,192 rows on a 2-core EPYC VM (bench/README.md, "Speed").
+CHUNK = {"infer": 1 << 12, "serve": 1 << 11, "train": 1 << 13}
 
 
 def _groups(categorical: dict[str, np.ndarray], empty: list[np.ndarray], size: int):
@@ -312,16 +316,16 @@ def _evaluate_frame(frame: pd.DataFrame) -> pd.DataFrame:
             nums = {k: _column(values if len(rows) == size else values[rows], k)
                     for k, (values, empty) in numeric.items() if not empty[rows[0]]}
             present = {**{k: v for k, v in c.items() if v is not None and k in categorical}, **nums}
-        site = None
-        for start in range(0, len(rows), CHUNK):
-            part = {k: v[start:start + CHUNK] for k, v in nums.items()}
+        site, chunk = None, CHUNK[s.mode]
+        for start in range(0, len(rows), chunk):
+            part = {k: v[start:start + chunk] for k, v in nums.items()}
             with _at_rows(rows, start):
                 n = cfg.numbers(part, s)
                 cfg.engine_options(n, part, cats["scheduler"] if "scheduler" in present else None, s)
                 cfg.check_horizon(present, cats["purchase"])
                 if _horizon(present):
                     site = _site_cached(dev, c["region"], cats["purchase"])
-            block = rows[start:start + CHUNK]
+            block = rows[start:start + chunk]
             blocks.append((block, _block(s, n, block, bool(SLO_OPTIONS.intersection(nums)), site)))
     columns = _assemble(blocks, size)
     for key in COUNTS.intersection(columns):  # nullable: absent on rows of another mode

@@ -175,33 +175,42 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     t = roofline.run(table, ex, eff, bandwidth=s.device.memory_bandwidth, weight_bytes=s.weight_bytes,
                      tensor_speedup=s.tensor_speedup)
     eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0)
-    link = n["link_bw"] if np.ndim(n["link_bw"]) == 0 or np.ndim(tp) == 0 else np.tile(n["link_bw"], 4)
+    link = n["link_bw"] if np.ndim(n["link_bw"]) == 0 or np.ndim(tp) == 0 else np.tile(
+        n["link_bw"], len(tp) // len(n["link_bw"]))  # one link column per phase
     comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, max(ex.act_bytes, 2.0), link, n["link_latency"])
     t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
                             overhead=serving.STEP_S + eager + 0.0 * t.total)
     return t, comm
 
 
-def _engine(s: Setup, n: dict, low, high, shape: dict):
-    """The replica's `serving.Engine`: decode and mixed steps timed at `low` and `high` sequences
-    decoding and joined by straight lines (phases: decode low, decode high, mixed low, mixed high)."""
-    scalar, one = shape["scalar"], shape["one"]
+def _step_times(s: Setup, n: dict, counts: tuple, shape: dict):
+    """Decode-only and mixed step times (each with its TP all-reduces) at each number of sequences
+    decoding in `counts`, timed as phase columns [decode at each count, mixed at each count], with
+    the roofline Timing and communication of those phases."""
+    scalar, one, k = shape["scalar"], shape["one"], len(counts)
     zero, chunk = 0.0 * one, shape["chunk"] * one
-    t, comm = _steps(s, n, stack_phases(scalar, low * one, high * one, low * one, high * one),
-                     stack_phases(scalar, *[shape["context"] * one] * 4),
-                     stack_phases(scalar, zero, zero, chunk, chunk),
-                     stack_phases(scalar, *[shape["prompt"] * one] * 4), stack_phases(scalar, *[n["tp"] * one] * 4))
-    d_low, d_high, m_low, m_high = split_phases(t.total + comm, 4, scalar)
+    t, comm = _steps(s, n, stack_phases(scalar, *[c * one for c in counts * 2]),
+                     stack_phases(scalar, *[shape["context"] * one] * 2 * k),
+                     stack_phases(scalar, *[zero] * k, *[chunk] * k),
+                     stack_phases(scalar, *[shape["prompt"] * one] * 2 * k),
+                     stack_phases(scalar, *[n["tp"] * one] * 2 * k))
+    times = split_phases(t.total + comm, 2 * k, scalar)
+    return times[:k], times[k:], t, comm
+
+
+def _engine(n: dict, low, high, decode: tuple, mixed: tuple, shape: dict) -> serving.Engine:
+    """The replica's `serving.Engine`: the decode and mixed step times at `low` and `high` sequences
+    decoding (`decode`, `mixed`: pairs from `_step_times`) joined by straight lines."""
+    (d_low, d_high), (m_low, m_high) = decode, mixed
     steps = shape["steps"]
     p_low, p_high = steps * (m_low - d_low), steps * (m_high - d_high)
     span = high - low
     wide = np.abs(span) > 1e-6
     span = np.where(wide, span, 1.0)
     slope_d, slope_p = np.where(wide, (d_high - d_low) / span, 0.0), np.where(wide, (p_high - p_low) / span, 0.0)
-    g = serving.Engine(a=d_low - slope_d * low, b=slope_d, c=p_low - slope_p * low, e=slope_p, slots=n["batch"],
-                       full=shape["full"], prompt_steps=steps, output_len=n["output_len"],
-                       prompt_tokens=shape["computed"], room=shape["room"])
-    return g, t, comm
+    return serving.Engine(a=d_low - slope_d * low, b=slope_d, c=p_low - slope_p * low, e=slope_p, slots=n["batch"],
+                          full=shape["full"], prompt_steps=steps, output_len=n["output_len"],
+                          prompt_tokens=shape["computed"], room=shape["room"])
 
 
 def continuous(s: Setup, n: dict) -> tuple[dict, list]:
@@ -247,7 +256,8 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     scalar = np.ndim(one) == 0
     shape = dict(scalar=scalar, one=one, chunk=chunk, context=i + o / 2.0, prompt=i, steps=steps, full=full,
                  computed=prompt, room=np.maximum(budget - slots, 1.0))
-    g, t, comm = _engine(s, n, 1.0, full, shape)
+    (d_one, d_full), (m_one, m_full), t, comm = _step_times(s, n, (1.0, full), shape)
+    g = _engine(n, 1.0, full, (d_one, d_full), (m_one, m_full), shape)
     per_replica, itl, budget_bound = serving.capacity(g)
     replicas = n["gpus"] / tp
     dec, mixed = phase_timing(t, 1, 4, scalar), phase_timing(t, 3, 4, scalar)
@@ -270,11 +280,13 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
          "decode_memory_time_s": dec.memory, "activity": 1.0 - (dec.overhead + comm_dec) / itl,
          "bottleneck": roofline.bottleneck(dec)}
     if n["qps"] is not None:  # two secant refinements around the operating point (MoE weights are concave in n)
-        rate = n["qps"] / replicas
+        rate = n["qps"] / replicas  # (each step time is timed once: the chords share their ends)
         start = np.clip(serving.operating_point(g, rate)[0], np.minimum(1.0, full), full)  # a step runs >= 1
-        g_near = _engine(s, n, start, full, shape)[0]
+        (d_start,), (m_start,), _, _ = _step_times(s, n, (start,), shape)
+        g_near = _engine(n, start, full, (d_start, d_full), (m_start, m_full), shape)
         near = np.clip(serving.operating_point(g_near, rate)[0], np.minimum(1.0, full), full)
-        g, whole = _engine(s, n, near, start, shape)[0], g
+        (d_near,), (m_near,), _, _ = _step_times(s, n, (near,), shape)
+        g, whole = _engine(n, near, start, (d_near, d_start), (m_near, m_start), shape), g
     if n["qps"] is not None:
         _at_rate(m, g, whole, n, replicas)
     parts = [("weights", weights), ("KV cache", kv_seq * slots * kv_share), ("activations", work),
