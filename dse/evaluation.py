@@ -17,6 +17,7 @@ import pandas as pd
 
 from dse import config as cfg
 from dse import economics
+from dse.allocator import keep_freed_memory
 from dse.catalog import Transformer
 from dse.catalog.loader import read_file
 from dse.errors import CatalogFileError, UserInputError
@@ -200,8 +201,9 @@ def _column(values: np.ndarray, key: str) -> np.ndarray:
 # Rows per pass through the models, by mode: small enough that a pass's (operators x phases x rows)
 # arrays stay in cache and are reused by the allocator rather than faulted in afresh (serve stacks four
 # engine phases per row), large enough that the per-pass Python work is spread over many rows; the
-# fastest of 512-8,192 rows on a 2-core EPYC VM (bench/README.md, "Speed").
-CHUNK = {"infer": 1 << 12, "serve": 1 << 11, "train": 1 << 13}
+# fastest of 512-32,768 rows on a 2-core EPYC VM (bench/README.md, "Speed").
+CHUNK = {"infer": 1 << 13, "serve": 1 << 11, "train": 1 << 14}
+keep_freed_memory()  # a pass's temporaries reuse freed memory instead of faulting in fresh pages (dse.allocator)
 
 
 def _groups(categorical: dict[str, np.ndarray], empty: list[np.ndarray], size: int):

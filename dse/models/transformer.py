@@ -362,7 +362,10 @@ def shard(table: OpTable, tp, w: Transformer | None = None, names: tuple[str, ..
     min(tp, kv_groups) ways: beyond the KV heads each rank keeps whole copies of the K/V projections
     (their weights, FLOP and outputs) and streams the cache of the KV heads it holds, total /
     min(tp, kv_groups) (vLLM replicates KV heads when tp exceeds them: QKVParallelLinear, 2025; as
-    `kv_rank_share` does for the cache's memory)."""
+    `kv_rank_share` does for the cache's memory). A column that holds one degree throughout is divided
+    as that number (the same arithmetic on (ops, 1) factors, not (ops, points) ones)."""
+    if np.ndim(tp) and (tp == tp[0]).all():
+        tp = tp[0]
     split = np.array([name in names for name in table.names])
     shape = (len(split),) + (1,) * (np.ndim(table.flops_tensor) - 1)
     div = np.where(split.reshape(shape), 1.0 / np.asarray(tp, dtype=float), 1.0)

@@ -1,0 +1,35 @@
+"""The C allocator's settings for column-wise evaluation.
+
+A population passes through the models in chunks of a few thousand rows; each pass allocates tens
+of temporary arrays of 0.2-2 MB. glibc serves blocks above its mmap threshold (128 kB at start) by
+mmap and returns free memory at the top of the heap to the system once it exceeds its trim
+threshold, so every pass faulted its pages in afresh: ~0.5 page faults a design point, which cost
+more than the arithmetic (a serving step's roofline ran ~6x slower than with the memory kept).
+glibc raises both thresholds by itself, up to 32 MB and 64 MB, each time it frees an mmapped block
+of up to 32 MB (mallopt(3), "M_MMAP_THRESHOLD"); `keep_freed_memory` sets those same ceilings at
+once, so freed arrays are reused: the process keeps at most 64 MB of free heap.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit systems
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD_MAX  # what glibc sets with it
+
+
+def keep_freed_memory() -> bool:
+    """Set glibc's mmap and trim thresholds to the ceilings its own adaptation reaches; nothing on
+    other C libraries or when the user set them (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_).
+    Returns whether they were set."""
+    if not sys.platform.startswith("linux") or {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & set(os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL(None)  # the C library this interpreter runs on
+        libc.gnu_get_libc_version  # noqa: B018  glibc only: other libraries' mallopt differ or do nothing
+    except (OSError, AttributeError):
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                        TRIM_THRESHOLD))
