@@ -1,9 +1,11 @@
 """How a requested precision runs on a device: native, fallback to wider arithmetic, weight-only
 quantization, and 2:4 structured sparsity."""
+import numpy as np
 import pytest
 
 import dse
 from dse.catalog import registry
+from dse.models import calibration, roofline
 from dse.models.precision import resolve
 
 # Llama-3-8B weight elements a decode step multiplies by (per layer QKV, out, SwiGLU; plus the LM head)
@@ -126,3 +128,21 @@ def test_fp8_gemms_reach_less_of_their_peak_than_bf16_where_measured(hw):
     assert resolve(h100, "bf16", None).tensor_share == 1.0
     assert resolve(hw("a100"), "fp8", None).tensor_share == 1.0  # falls back to fp16: no fp8 GEMMs
     assert resolve(hw("l40s"), "fp8", None).tensor_share == 1.0  # no measured rates: unchanged
+
+
+def test_gaudi3_elementwise_work_runs_on_its_tpcs():
+    # Gaudi 3's MMEs do matrix products only; norms, softmax and activations run on the TPCs at their
+    # published 28.7 TFLOP/s bf16 (Hot Chips 2024), not at the 1,835 TFLOP/s matrix peak
+    g3 = registry("hardware").get("gaudi3", "hardware")
+    ex = resolve(g3, "bf16", None)
+    assert ex.vector_rate == 28.7e12 and ex.tensor_rate == 1835e12
+    assert not any("vector" in note for note in ex.notes)
+    # a norm of a 4,096-wide row of 1M tokens: 2 x 4 FLOP per element (two norms), at the TPC rate
+    table = roofline.OpTable(names=("norms",), repeat=np.ones(1), weights=np.zeros(1), flops_tensor=np.zeros(1),
+                             rows=np.ones(1), flops_vector=np.array([8.0 * 4096 * 2**20]), act_bytes=np.zeros(1),
+                             kernels=np.zeros(1))
+    eff = calibration.for_device(g3.device_class, g3.vendor)
+    t = roofline.run(table, ex, eff, bandwidth=g3.memory_bandwidth, weight_bytes=2.0)
+    assert t.compute == pytest.approx(8.0 * 4096 * 2**20 / (28.7e12 * eff.vector), rel=1e-12)
+    # a TPU publishes no vector rate: the matrix rate stands in, and the notes say it is optimistic
+    assert "optimistic" in " ".join(resolve(registry("hardware").get("tpu-v5e", "hardware"), "bf16", None).notes)

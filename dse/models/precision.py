@@ -40,7 +40,7 @@ class Execution:
     Attributes:
         compute: precision the math units run in.
         tensor_rate: dense peak of that precision (FLOP/s).
-        vector_rate: rate for element-wise work outside matrix units (fp32 peak, FLOP/s).
+        vector_rate: rate for element-wise work outside matrix units (vector fp32 or bf16 rate, FLOP/s).
         stored: the weights' storage format (e.g. int4 under fp16 arithmetic).
         weight_bytes: bytes per stored weight element (before sparsity).
         act_bytes: bytes per activation element (the arithmetic's width, fp32 counts 4).
@@ -90,12 +90,13 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
         notes.append(f"weights stored in {stored} ({weight_bytes:g} B/element), arithmetic in {compute}: "
                      "dequantization adds element-wise work inside each weight GEMM")
     # GPUs and accelerators run element-wise and depthwise work on vector units: the spec's vector fp32
-    # rate where the fp32 peak is a matrix figure (AMD CDNA), else the fp32 peak (NVIDIA CUDA cores);
+    # rate where the fp32 peak is a matrix figure (AMD CDNA), else the fp32 peak (NVIDIA CUDA cores),
+    # else the published vector bf16 rate of chips whose matrix engines do nothing else (Gaudi 3's TPCs);
     # an MCU has one SIMD datapath, which runs all of it at the arithmetic's rate (CMSIS-NN kernels)
     if device.device_class == "mcu":
         vector = device.peak(compute)
     else:
-        vector = device.get("vector_fp32") or device.peak("fp32")
+        vector = device.get("vector_fp32") or device.peak("fp32") or device.get("vector_bf16")
         if vector is None:
             vector = device.peak(compute)
             notes.append(f"{device.name} publishes no vector fp32 rate: element-wise work is timed at its "
