@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+import dse
 from dse.catalog import registry
 from dse.models import cnn, transformer
 
@@ -204,3 +205,15 @@ def test_added_accelerators_datasheet_numbers(hw, name, precision, dense, memory
     device = hw(name)
     assert device.peak(precision) == pytest.approx(dense)
     assert device.memory_capacity == pytest.approx(memory) and device.memory_bandwidth == pytest.approx(bandwidth)
+
+
+def test_mi250x_is_one_gcd_as_software_sees_it():
+    # ROCm shows each of the package's two GCDs as a GPU with 64 GB of HBM2e: every figure is half the
+    # package's 128 GiB, 3.2 TB/s, 383 TFLOP/s fp16 and 47.9 TFLOP/s vector fp32
+    gcd = registry("hardware").get("mi250x", "hardware")
+    assert gcd.memory_capacity == 64 * 2**30 and gcd.memory_bandwidth == pytest.approx(1.6e12)
+    assert gcd.peak("fp16") == pytest.approx(383e12 / 2) and gcd.get("vector_fp32") == pytest.approx(47.9e12 / 2)
+    # Llama-2-13B in fp16 (26 GB) fits one GCD; Llama-2-70B (138 GB) needs more than the 128 GiB package
+    assert dse.evaluate(workload="llama-2-13b", hardware="mi250x", mode="serve", precision="fp16")["feasible"]
+    assert not dse.evaluate(workload="llama-2-70b", hardware="mi250x", mode="serve", precision="fp16", gpus=2,
+                            tp=2)["feasible"]
