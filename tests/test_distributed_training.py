@@ -5,6 +5,8 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dse
 from dse.catalog import registry
@@ -238,9 +240,17 @@ def test_plan_ranks_valid_layouts_feasible_first():
     (dict(gpus=-8), ("gpus", "-8", ">= 1")),
     (dict(gpus=8, pp=2, vp=41), ("vp", "41", "80 layers divided by pp (2)")),
     (dict(gpus=8, cp=3, seq_len=4096), ("cp", "3", "a divisor of seq_len (4096)")),
+    (dict(gpus=8, micro_batch=0), ("micro_batch", "0", ">= 1")),
+    (dict(gpus=8, batch=-1), ("batch", "-1", ">= 1")),
+    (dict(gpus=8, pp=0), ("pp", "0", ">= 1")),
+    (dict(gpus=8, cp=0), ("cp", "0", ">= 1")),
+    (dict(gpus=8, ep=0), ("ep", "0", ">= 1")),
+    (dict(gpus=8, zero=4), ("zero", "4", "<= 3")),
+    (dict(workload="mixtral-8x7b", gpus=8, ep=3), ("ep", "3", "a divisor of mixtral-8x7b's 8 experts")),
+    (dict(workload="mixtral-8x7b", gpus=8, tp=2, ep=8), ("ep", "8", "a divisor of dp x cp (4)")),
 ])
 def test_bad_layouts_name_the_rule(kwargs, fragments):
-    options = dict(workload="llama-3-70b", **H100, **{"batch": 64, **kwargs})
+    options = {"workload": "llama-3-70b", **H100, "batch": 64, **kwargs}
     with pytest.raises(dse.DSEError) as info:
         dse.evaluate(**options)
     for fragment in fragments:
@@ -340,3 +350,50 @@ def test_evaluate_many_equals_evaluate_over_expert_layouts():
         one = dse.evaluate(**row)
         for k in ("step_time_s", "compute_time_s", "ep_comm_time_s", "memory_per_gpu_bytes"):
             assert frame.iloc[i][k] == pytest.approx(one[k], rel=1e-9), (row, k)
+
+
+# --- the invariants over random layouts (Hypothesis) -----------------------------------------------------
+
+LAYOUT = st.fixed_dictionaries({
+    "tp": st.sampled_from([1, 2, 4, 8]), "pp": st.sampled_from([1, 2, 4, 8]), "dp": st.sampled_from([1, 2, 4]),
+    "cp": st.sampled_from([1, 2]), "micro_batch": st.sampled_from([1, 2]), "zero": st.integers(0, 3),
+    "micro_batches": st.sampled_from([1, 4, 16]), "precision": st.sampled_from(["bf16", "fp8"])})
+
+
+def _layout(d: dict, **over) -> dict:
+    """A valid Llama-3-70B layout on tp x pp x dp x cp H100s with `micro_batches` per step."""
+    d = {**d, **over}
+    gpus = d["tp"] * d["pp"] * d["dp"] * d["cp"]
+    return dict(workload="llama-3-70b", hardware="h100-sxm", mode="train", precision=d["precision"], gpus=gpus,
+                tp=d["tp"], pp=d["pp"], cp=d["cp"], micro_batch=d["micro_batch"], zero=d["zero"], seq_len=4096,
+                batch=d["micro_batches"] * d["dp"] * d["micro_batch"], tokens=1e12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(LAYOUT)
+def test_more_stages_never_shrink_the_bubble_fraction_of_a_micro_batch(d):
+    # at fixed micro-batches, the bubble in units of one micro-batch's work, (p - 1) / v, grows with p
+    ratios = []
+    for pp in (1, 2, 4, 8):
+        m = dse.evaluate(**_layout(d, pp=pp))
+        per_micro = m["compute_time_s"] + m["tp_comm_time_s"] + m["cp_comm_time_s"]
+        ratios.append(m["bubble_time_s"] / per_micro * m["gradient_accumulation_steps"])
+    assert ratios == pytest.approx([0, 1, 3, 7], rel=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(LAYOUT)
+def test_full_recomputation_never_uses_more_memory_or_less_time_than_selective(d):
+    sel = dse.evaluate(**_layout(d), recompute="selective")
+    full = dse.evaluate(**_layout(d), recompute="full")
+    assert full["memory_per_gpu_bytes"] <= sel["memory_per_gpu_bytes"]
+    assert full["step_time_s"] >= sel["step_time_s"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(LAYOUT)
+def test_doubling_dp_at_fixed_micro_batch_halves_the_steps_per_token_budget(d):
+    one = dse.evaluate(**_layout(d))
+    two = dse.evaluate(**_layout(d, dp=2 * d["dp"]))
+    steps = lambda m: m["failure_free_time_to_train_s"] / m["step_time_s"]  # noqa: E731
+    assert steps(two) == pytest.approx(steps(one) / 2, rel=1e-9)
