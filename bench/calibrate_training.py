@@ -1,6 +1,7 @@
 """Predicted against published training throughput for every row of Narayanan et al. 2021, Tables 1
 and 2 (bench/calibration/training_throughput.csv, copied from shared/calibration with its citations),
-and the held-out published runs of bench/calibration/training_runs.csv.
+and the held-out published runs of bench/calibration/training_runs.csv and of
+bench/calibration/h100_training.csv (NeMo, Megatron-Bridge and torchtitan on H100, run as their layouts).
 
     python bench/calibrate_training.py          # per-row table, median and worst error, held-out checks
     python bench/calibrate_training.py --fit    # grid-fit the two training parameters (collective, interference)
