@@ -64,7 +64,7 @@ FIELDS = {
     "transformer": {"name", "aliases", "display", "family", "layers", "hidden", "heads", "kv_heads", "vocab", "ffn",
                     "ffn_hidden", "seq_len", "experts", "top_k", "tied_embeddings", "causal", "patch", "image",
                     "channels", "source", "date", "note", "attention", "head_dim", "q_lora_rank", "kv_lora_rank",
-                    "qk_rope_head_dim", "shared_experts", "moe_ffn_hidden", "dense_layers"},
+                    "qk_rope_head_dim", "shared_experts", "moe_ffn_hidden", "dense_layers", "parallel_block"},
     "cnn": {"name", "aliases", "display", "family", "input", "layers", "source", "date", "note"},
 }
 
@@ -273,7 +273,7 @@ def workload(raw: Mapping, where: str) -> Transformer | CNN:
                        seq_len=_positive_int(raw, "seq_len", where, default_len), experts=experts, top_k=top_k,
                        tied_embeddings=_bool(raw, "tied_embeddings", where, False),
                        causal=_bool(raw, "causal", where, True), channels=_positive_int(raw, "channels", where, 3),
-                       **extra, **common)
+                       parallel_block=_bool(raw, "parallel_block", where, False), **extra, **common)
 
 
 _SHAPE_OPTIONS = ("head_dim", "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "shared_experts", "moe_ffn_hidden",

@@ -101,6 +101,7 @@ class Transformer:
     shared_experts: int = 0  # MoE: experts every token runs besides its top_k routed ones
     moe_ffn_hidden: int = 0  # MoE: inner width of each expert (default ffn_hidden)
     dense_layers: int = 0  # MoE: leading layers with a dense ffn_hidden MLP instead (DeepSeek first_k_dense_replace)
+    parallel_block: bool = False  # attention and MLP read the same input and add into one residual (GPT-J, Falcon)
     family: str = field(default="transformer", init=False)
 
     def __post_init__(self) -> None:

@@ -234,7 +234,7 @@ def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
         ("activation", routed, 1, NO_GEMM, 0, (0, 0, 0, 0), (ACTIVATION_FLOP * k * f, 0, 0, 0),
          (mats * k * f * ab, 0, 0, 0)),
         ("norms", L, 2, NO_GEMM, 0, (0, 0, 0, 0), (2 * NORM_FLOP * h, 0, 0, 0), (4 * h * ab, 0, 0, 0)),
-        ("residual", L, 2, NO_GEMM, 0, (0, 0, 0, 0), (2 * h, 0, 0, 0), (6 * h * ab, 0, 0, 0)),
+        residual_row(w, ab),
     ]
     for name, repeat, width in (("shared_mlp", moe_layers(w), w.shared_experts * f),
                                 ("dense_mlp", L - routed, w.ffn_hidden)):
@@ -259,6 +259,22 @@ def operator_table(w: Transformer, act_bytes: float, kv_bytes: float) -> tuple:
     kv_act[names.index("qkv_proj"), 0] = kv * ab
     kv_act[names.index("attention"), 3] = kv * kv_bytes
     return (names, arr(repeat), arr(kernels), np.array(row_kind), arr(weights), arr(ft), arr(fv), arr(act), kv_act)
+
+
+def residual_row(w: Transformer, ab: float) -> tuple:
+    """The residual adds of a layer: two of two h-wide tensors (read 2, write 1 each), or, for a parallel
+    block (GPT-J, Wang & Komatsuzaki 2021; PaLM, Chowdhery et al. 2022, section 2), one add of the input
+    and both branches' outputs (read 3, write 1) in one kernel; 2h FLOP per token either way."""
+    adds, moved = (1, 4) if w.parallel_block else (2, 6)
+    h = w.hidden
+    return ("residual", w.layers, adds, NO_GEMM, 0, (0, 0, 0, 0), (2 * h, 0, 0, 0), (moved * h * ab, 0, 0, 0))
+
+
+def tp_syncs_per_layer(w: Transformer) -> int:
+    """Tensor-parallel reductions of a layer's activations: after attention and after the MLP (Shoeybi
+    et al. 2019, Fig. 3), or one for a parallel block, whose branches' partial sums add before a single
+    all-reduce (PaLM, Chowdhery et al. 2022, section 2, "Parallel Layers"; GPT-J's mesh-transformer-jax)."""
+    return 1 if w.parallel_block else 2
 
 
 def _stack(values: list) -> np.ndarray:
@@ -395,9 +411,10 @@ def weights_per_rank(w: Transformer, tp):
 
 
 def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: float, latency: float):
-    """Two all-reduces of the [tokens x hidden] activations per layer (after attention and after the
-    MLP, Shoeybi et al. 2019, Fig. 3) over the scale-up link."""
-    return 2.0 * w.layers * ring_allreduce_time(tokens * w.hidden * act_bytes, tp, bandwidth, latency)
+    """The all-reduces of the [tokens x hidden] activations of every layer (`tp_syncs_per_layer`: two, or
+    one for a parallel block) over the scale-up link."""
+    return tp_syncs_per_layer(w) * w.layers * ring_allreduce_time(tokens * w.hidden * act_bytes, tp, bandwidth,
+                                                                  latency)
 
 
 def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float, kv_bytes: float) -> OpTable:

@@ -46,7 +46,7 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
         comm = np.zeros(3)
     else:
         link = n["link_bw"] + 0.0 * b  # a link column (its own per TP degree) per phase
-        comm = transformer.tp_allreduce_time(w, stack_phases(scalar, per_pass * i, b, i), tps, s.ex.act_bytes,
+        comm = transformer.tp_allreduce_time(w, stack_phases(scalar, per_pass * i, b, i), tps, max(s.ex.act_bytes, 2.0),
                                              stack_phases(scalar, link, link, link), n["link_latency"])
     prefill, itl, pf1 = split_phases(t.total + comm, 3, scalar)
     ttft = passes * prefill

@@ -155,11 +155,12 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     compute_mb = layers * (fwd_layer + bwd_layer + recompute) + 3.0 * hd
 
     # tensor parallelism with sequence parallelism: an all-gather and a reduce-scatter of the layer's
-    # [tokens x h] activations around attention and around the MLP, in each pass (Korthikanti 2022, 4.2.2)
+    # [tokens x h] activations around attention and around the MLP (once around both for a parallel
+    # block, `transformer.tp_syncs_per_layer`), in each pass (Korthikanti 2022, 4.2.2)
     tokens = rows * seq
     k_tp = _group_size_per_node(1.0, tp, per_node)
     ag_tp = comm.hierarchical_allgather(tokens * w.hidden * act, tp, k_tp, *links)
-    tp_mb = layers * passes * 4.0 * ag_tp
+    tp_mb = layers * passes * 2.0 * transformer.tp_syncs_per_layer(w) * ag_tp
     # context parallelism: K and V gathered in the forward, gathered again and their gradients
     # reduce-scattered in the backward, under the attention they feed
     k_cp = _group_size_per_node(tp, cp, per_node)
