@@ -52,13 +52,16 @@ def test_pipeline_memory_holds_p_micro_batches_of_its_layers():
     one = dse.evaluate(**base, pp=1, recompute="full")
     eight = dse.evaluate(**base, pp=8, recompute="full")
     # full recomputation: each layer keeps its input, s*h*2/tp bytes; 80 layers in all on one stage,
-    # 10 layers x 8 micro-batches in flight on the first of eight stages: the same 80 layer inputs
+    # 10 layers x 8 micro-batches in flight on the first of eight stages: the same 80 layer inputs; and
+    # the layer being recomputed holds all its activations (4h norm/linear inputs, Q and O h each, K and
+    # V 2 x 1,024, SwiGLU 3 x 28,672 per token, split 8 ways with sequence parallelism), 16-bit
     per_layer = 4096 * 8192 * 2 / 8
+    recomputing = 4096 * (4 * 8192 + 2 * 8192 + 2 * 1024 + 3 * 28672) / 8 * 2
     logits = 4096 * 128256 * 4 / 8
     state_one = training.model_state_bytes(
         80 * transformer.layer_weights(registry("workloads").get("llama-3-70b", "w")) / 8 + 2 * 128256 * 8192 / 8
         + 8192 / 8, 2.0, 2.0, 8, 0)  # 16 B per parameter of 1/8 of the model
-    buffers = 4096 * 8192 * 2 + 0.1 * 80 * 2**30  # plus the runtime reserve, 10% of the H100's 80 GiB
+    buffers = 4096 * 8192 * 2 + 0.1 * 80 * 2**30 + recomputing  # + the runtime reserve, 10% of the 80 GiB
     assert one["memory_per_gpu_bytes"] == pytest.approx(state_one + 80 * per_layer + logits + buffers, rel=1e-9)
     # eight stages: 10 layers and half the (untied) embedding + head per GPU; the first stage holds
     # 8 micro-batches x 10 layers, more than the last stage's 10 layers + logits

@@ -141,7 +141,9 @@ def test_training_activation_memory_by_hand(wl):
     per_token = 3 * h + 2 * kvd + h + 3 * f + 2 * h
     expected = 32 * b * s_ * per_token * 2 + b * s_ * 128256 * 4
     assert transformer.training_activation_bytes(w, b, s_, "none", 2.0) == expected
-    assert transformer.training_activation_bytes(w, b, s_, "full", 2.0) == 32 * b * s_ * h * 2 + b * s_ * 128256 * 4
+    # full recomputation: every layer's input, and the one layer the backward is recomputing in full
+    assert transformer.training_activation_bytes(w, b, s_, "full", 2.0) == (32 * b * s_ * h * 2 + b * s_ * per_token * 2
+                                                                            + b * s_ * 128256 * 4)
 
 
 def test_gpt3_activations_reproduce_korthikanti_without_dropout(wl):

@@ -344,10 +344,14 @@ def training_activation_bytes(w: Transformer, batch, seq_len, recompute: str, ac
     product for SwiGLU; pre- and post-GELU for GELU) per routed copy; the two norms keep their inputs
     2h. For GPT-3's shape (kvd = h, GELU, f = 4h) that is 16h elements = 32*s*b*h bytes in 16 bits:
     Korthikanti's 34*s*b*h less the two dropout masks. `selective` recomputation is what
-    FlashAttention already does, so it keeps the same; `full` keeps only each layer's input (h).
-    fp32 logits (s*b*V*4 bytes) are added."""
-    elements = sum(layer_activation_elements(w, recompute, seq_len))
-    return w.layers * seq_len * batch * elements * act_bytes + seq_len * batch * w.vocab * 4.0
+    FlashAttention already does, so it keeps the same; `full` keeps only each layer's input (h), and
+    while the backward recomputes a layer it holds that layer's activations too, one layer at a time
+    (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost", section 3: the kept checkpoints
+    plus one segment's activations). fp32 logits (s*b*V*4 bytes) are added."""
+    elements = w.layers * sum(layer_activation_elements(w, recompute, seq_len))
+    if recompute == "full":
+        elements += sum(layer_activation_elements(w, "none", seq_len))
+    return seq_len * batch * elements * act_bytes + seq_len * batch * w.vocab * 4.0
 
 
 def layer_activation_elements(w: Transformer, recompute: str, seq_len=0.0) -> tuple[float, float]:

@@ -235,6 +235,9 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     logits = tokens * w.vocab * 4.0 / tp  # fp32 vocabulary-parallel logits of one micro-batch
     first = per_layer * layers * training.in_flight_factor(pp, m, vp)
     acts = np.where(pp > 1, np.maximum(first, per_layer * layers + logits), first + logits)
+    if s.recompute == "full":  # the backward rebuilds one layer's activations at a time over the inputs kept
+        acts = acts + training.layer_activation_bytes(*transformer.layer_activation_elements(w, "none", seq), tokens,
+                                                      tp, act)
     state = training.model_state_bytes(stage_params, state_bytes, grad_bytes, group, zero)
     # gathered sequence-parallel input of one GEMM; ZeRO-3 keeps a layer's gathered weights and the next
     buffers = np.where(tp > 1, tokens * w.hidden * act, 0.0) + np.where(
