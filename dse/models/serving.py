@@ -131,11 +131,11 @@ def erlang_c_column(servers, load):
     return np.where(stable, np.minimum(c, 1.0), 1.0)
 
 
-def wait_quantile_column(servers, service_s, rate, q: float):
+def wait_quantile_column(servers, service_s, rate, q: float, erlang_c=None):
     """q-quantile of the M/M/c queueing delay for numbers or columns, P(W > t) = C exp(-(c/S - lambda) t);
-    inf where unstable."""
+    inf where unstable. `erlang_c`: the queue's C when the caller has it already."""
     margin = servers / service_s - rate
-    c = erlang_c_column(servers, rate * service_s)
+    c = erlang_c_column(servers, rate * service_s) if erlang_c is None else erlang_c
     t = np.log(np.maximum(c, 1e-300) / (1.0 - q)) / np.where(margin > 0, margin, 1.0)
     return np.where(margin > 0, np.where(c > 1.0 - q, t, 0.0), np.inf)
 

@@ -279,10 +279,13 @@ def tp_syncs_per_layer(w: Transformer) -> int:
 
 def _stack(values: list) -> np.ndarray:
     """(n,) for one design point; (n, points) when any value is a column (scalars are broadcast)."""
-    try:
+    shape = next((v.shape for v in values if isinstance(v, np.ndarray) and v.ndim), ())  # the columns' shape
+    if not shape:
         return np.array(values, dtype=float)
-    except ValueError:
-        return np.array(np.broadcast_arrays(*values), dtype=float)
+    out = np.empty((len(values), *shape))
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
 
 
 def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: float, kv_bytes: float,

@@ -310,12 +310,13 @@ def _at_rate(m: dict, g: serving.Engine, whole: serving.Engine, n: dict, replica
     o = n["output_len"]
     rate = n["qps"] / replicas
     t, base, hold, stable = _ttft_parts(g, rate, serving.capacity(whole)[0])
-    wait = serving.erlang_c_column(g.slots, rate * hold) / np.maximum(g.slots / hold - rate, 1e-300)
+    queued = serving.erlang_c_column(g.slots, rate * hold)  # probability of waiting for a slot
+    wait = queued / np.maximum(g.slots / hold - rate, 1e-300)
     # beyond capacity the means are those of the replica running full and the tails are left out (NaN)
     at = {"ttft_s": base + wait, "itl_s": t, "request_latency_s": base + wait + (o - 1.0) * t}
     at["concurrency"] = rate * at["request_latency_s"]
     for q, key in ((0.5, "ttft_p50_s"), (0.99, "ttft_p99_s")):
-        at[key] = base + serving.wait_quantile_column(g.slots, hold, rate, q)
+        at[key] = base + serving.wait_quantile_column(g.slots, hold, rate, q, queued)
     at["request_latency_p99_s"] = at["ttft_p99_s"] + (o - 1.0) * t
     for key, value in at.items():
         m[key] = np.where(stable, value, m.get(key, np.nan))
