@@ -393,8 +393,8 @@ def shard(table: OpTable, tp, w: Transformer | None = None, names: tuple[str, ..
     shape = (len(split),) + (1,) * (np.ndim(table.flops_tensor) - 1)
     div = np.where(split.reshape(shape), 1.0 / np.asarray(tp, dtype=float), 1.0)
     weights, flops, act = table.weights * div, table.flops_tensor * div, table.act_bytes * div
-    if w is not None:
-        extra = kv_rank_share(w, tp) - 1.0 / np.asarray(tp, dtype=float)  # >= 0: K/V beyond a 1/tp share
+    extra = 0.0 if w is None else kv_rank_share(w, tp) - 1.0 / np.asarray(tp, dtype=float)
+    if np.any(extra > 0):  # K/V beyond a 1/tp share (none where tp <= kv_groups: nothing to add)
         kv_rows = np.array([name == "qkv_proj" for name in table.names]).reshape(shape)
         kv = np.where(kv_rows, kv_projection_weights(w) / _qkv_weights(w), 0.0)  # K/V share of the QKV GEMM
         weights = weights + table.weights * kv * extra
