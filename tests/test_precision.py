@@ -146,3 +146,22 @@ def test_gaudi3_elementwise_work_runs_on_its_tpcs():
     assert t.compute == pytest.approx(8.0 * 4096 * 2**20 / (28.7e12 * eff.vector), rel=1e-12)
     # a TPU publishes no vector rate: the matrix rate stands in, and the notes say it is optimistic
     assert "optimistic" in " ".join(resolve(registry("hardware").get("tpu-v5e", "hardware"), "bf16", None).notes)
+
+
+def test_fp8_inference_quantizes_gemm_inputs_only():
+    # Llama-3-8B fp8 on an H100, 4 prompts of 1,000 tokens + 100 out, static batch: weights and KV cache
+    # in 8 bits; the prompts' live activations (input, QKV, SwiGLU intermediates) and logits as in 16 bits
+    m = dse.evaluate(workload="llama-3-8b", hardware="h100", mode="serve", precision="fp8", scheduler="static",
+                     batch=4, input_len=1000, output_len=100)
+    weights = 8_030_261_248 * 1
+    kv = 2 * L * KVD * 1100 * 1 * 4
+    work = 4 * (1000 * (2 * H + 2 * KVD + 2 * F) * 2 + V * 4)
+    assert m["memory_per_gpu_bytes"] == pytest.approx(weights + kv + work + 0.1 * 80 * 2**30, rel=1e-12)
+    # what every operator moves besides weights and cache is 16-bit; the KV cache keeps fp8; the
+    # device's arithmetic is fp8; a CNN in int8 (TensorRT's fused int8 pipelines) keeps 8-bit activations
+    from dse.modes.setup import setup
+    h100 = registry("hardware").get("h100", "h")
+    s = setup(registry("workloads").get("llama-3-8b", "w"), h100, "serve", "fp8", None, None, "none")
+    assert (s.ex.compute, s.ex.act_bytes, s.ex.kv_bytes, s.weight_bytes) == ("fp8", 2.0, 1.0, 1.0)
+    resnet = setup(registry("workloads").get("resnet-50", "w"), h100, "infer", "int8", None, None, "none")
+    assert resnet.ex.act_bytes == 1

@@ -3,6 +3,7 @@
 memory feasibility every mode reports."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,12 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
     except ValueError as exc:
         raise UserInputError("--weight-precision" if weight_precision else "--precision",
                              weight_precision or precision, str(exc)) from None
+    if isinstance(workload, Transformer) and ex.act_bytes < 2.0 and mode != "train":  # train: per Transformer Engine
+        # 8-bit transformer inference (FP8 and W8A8, e.g. SmoothQuant, Xiao et al. 2023, section 4;
+        # TensorRT-LLM's and vLLM's fp8 schemes) quantizes each GEMM's input inside the kernel: the residual
+        # stream, norms, attention's Q/O, the activations between layers and the TP all-reduces stay 16-bit;
+        # the KV cache keeps the 8-bit storage it was given
+        ex = dataclasses.replace(ex, act_bytes=2.0)
     notes = list(ex.notes)
     structured, zeros = cfg.sparsity(sparsity)
     speedup = 1.0
