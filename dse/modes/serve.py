@@ -33,25 +33,25 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     b, i, o, tp = n["batch"], n["input_len"], n["output_len"], n["tp"]
     pb = 0.0 if n["prefill_batch"] is None else n["prefill_batch"]
     b = b + 0.0 * (i + o + tp + pb)  # a column whenever any option is one
-    # the three phases (one prefill pass, decode at mean context, prefill of one request) run as
-    # columns of one pass: [prefill | decode | prefill-one] for each design point
+    # the two phases (one prefill pass, decode at mean context) run as columns of one pass:
+    # [prefill | decode] for each design point
     scalar = np.ndim(b) == 0
     one, i, o, tp = (x + 0.0 * b for x in (1.0, i, o, tp))  # every column shaped like the batch
     passes = np.ceil(b / (b if n["prefill_batch"] is None else n["prefill_batch"]))
     per_pass = b / passes
-    tps = stack_phases(scalar, tp, tp, tp)
-    t = forward_pass(s, stack_phases(scalar, per_pass, b, one), stack_phases(scalar, i, one, i),
-                 stack_phases(scalar, i, i + o / 2.0, i), 1.0, tp=tps)
+    tps = stack_phases(scalar, tp, tp)
+    t = forward_pass(s, stack_phases(scalar, per_pass, b), stack_phases(scalar, i, one),
+                     stack_phases(scalar, i, i + o / 2.0), 1.0, tp=tps)
     if scalar and tp == 1:  # one GPU per replica: nothing to all-reduce
-        comm = np.zeros(3)
+        comm = np.zeros(2)
     else:
         link = n["link_bw"] + 0.0 * b  # a link column (its own per TP degree) per phase
-        comm = transformer.tp_allreduce_time(w, stack_phases(scalar, per_pass * i, b, i), tps, max(s.ex.act_bytes, 2.0),
-                                             stack_phases(scalar, link, link, link), n["link_latency"])
-    prefill, itl, pf1 = split_phases(t.total + comm, 3, scalar)
+        comm = transformer.tp_allreduce_time(w, stack_phases(scalar, per_pass * i, b), tps, max(s.ex.act_bytes, 2.0),
+                                             stack_phases(scalar, link, link), n["link_latency"])
+    prefill, itl = split_phases(t.total + comm, 2, scalar)
     ttft = passes * prefill
-    comm_dec = split_phases(comm, 3, scalar)[1]
-    dec = phase_timing(t, 1, 3, scalar)
+    comm_dec = split_phases(comm, 2, scalar)[1]
+    dec = phase_timing(t, 1, 2, scalar)
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, s.ex.kv_bytes)
     kv_share = transformer.kv_rank_share(w, tp)  # KV heads split, replicated past them
     weights = transformer.weights_per_rank(w, tp) * s.weight_bytes
@@ -67,10 +67,10 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1) * itl,
          "kv_cache_bytes": kv_seq * b, "max_batch": largest,
          "tokens_per_s": per_replica * replicas,
-         "continuous_tokens_per_s": serving.continuous_tokens_per_s(b, o, itl, pf1) * replicas,
+         "continuous_tokens_per_s": serving.continuous_tokens_per_s(b, o, itl, prefill / per_pass) * replicas,
          "replicas": replicas, "weights_bytes": s.params * s.weight_bytes + 0.0 * weights,
          "communication_time_s": comm_dec,
-         "prefill_compute_time_s": passes * split_phases(t.compute, 3, scalar)[0], "decode_memory_time_s": dec.memory,
+         "prefill_compute_time_s": passes * split_phases(t.compute, 2, scalar)[0], "decode_memory_time_s": dec.memory,
          "activity": 1.0 - (dec.overhead + comm_dec) / itl,  # decode steps dominate a replica's time
          "bottleneck": roofline.bottleneck(dec)}
     parts = [("weights", weights), ("KV cache", kv_seq * b * kv_share), ("activations", work),
