@@ -87,7 +87,7 @@ def rate(name: str, sampler: str, trials: int, repeat: int = 1) -> tuple[float, 
     def bare_run(path: Path, n: int, seed: int) -> float:
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         bare = optuna.create_study(storage=storage, directions=directions,
-                                   sampler=make_sampler(sampler, seed, spec.population))
+                                   sampler=make_sampler(sampler, seed, spec.population, spec.space))
         start = time.perf_counter()
         bare.optimize(lambda t: [float(len(suggest(spec.space, t)))] * k, n_trials=n)
         return n / (time.perf_counter() - start)

@@ -2,16 +2,19 @@
 seeded determinism, constraints, a real SIGKILL mid-study, the JSON contract and bad input."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from study_fixtures import TINY, hand_front, tiny_point, write_tiny
+from study_fixtures import BATCHES, HARDWARE, TINY, TPS, hand_front, tiny_point, write_tiny
 
 import dse
 from dse.cli import main
@@ -59,6 +62,47 @@ def test_same_seed_same_front(tmp_path, sampler):
         study.run(trials=16, sampler=sampler, seed=7)
         fronts.append(study.trials()[["hardware", "batch", "tp"]].to_dict("records"))
     assert fronts[0] == fronts[1]
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "nsga3"])
+def test_population_samplers_never_evaluate_a_point_twice(tmp_path, sampler):
+    """32 trials in generations of 8 over 42 points: a child equal to a point already held is mutated
+    again (or drawn at random) rather than spent on a trial, so 32 different points are evaluated
+    (Optuna's own NSGA-II repeats some: the 8 parents of a generation breed 8 children)."""
+    study = dse.load_study(write_tiny(tmp_path))
+    study.run(trials=32, sampler=sampler)
+    points = [(r.hardware, int(r.batch), int(r.tp)) for r in study.trials().itertuples()]
+    assert len(set(points)) == 32 and set(points) <= set(itertools.product(HARDWARE, BATCHES, TPS))
+
+
+def test_first_generation_is_a_latin_hypercube(tmp_path):
+    """One generation of 21 over 3 accelerators x 7 batches x 2 TP degrees: each accelerator 7 times,
+    each batch 3 times (one point in each of 21 strata per axis); TP 10 or 11 times."""
+    study = dse.load_study(write_tiny(tmp_path, TINY.replace("population = 8", "population = 21")))
+    study.run(trials=21, sampler="nsga2")
+    trials = study.trials()
+    assert set(trials["hardware"].value_counts()) == {7}
+    assert set(trials["batch"].value_counts()) == {3}
+    assert sorted(trials["tp"].value_counts()) == [10, 11]
+
+
+def test_mutation_moves_an_integer_axis_to_a_neighbour_first():
+    """Polynomial mutation (distribution index 20) in the encoded space: on a log range of 32..1024
+    most moves stay within a factor 1.5, and none leaves the value where it was."""
+    import numpy as np
+    import optuna
+
+    from dse.study import make_sampler
+    from dse.studyfile import load
+    sampler = make_sampler("nsga2", 0, 8, load(write_tiny(Path(tempfile.mkdtemp()))).space)
+    d = optuna.distributions.IntDistribution(32, 1024, log=True)
+    rng = np.random.RandomState(0)
+    moved = np.array([sampler._step(d, 100, rng) for _ in range(2000)])
+    assert (moved != 100).all() and ((moved >= 32) & (moved <= 1024)).all()
+    assert 0.8 < np.mean((moved > 100 / 1.5) & (moved < 150)) < 1.0
+    assert np.mean(np.abs(moved - 100) == 1) > 0.05  # the neighbours themselves are common
+    small = optuna.distributions.IntDistribution(0, 3)
+    assert {sampler._step(small, 0, rng) for _ in range(200)} <= {1, 2}
 
 
 def test_storage_url_and_metrics_kept_with_each_trial(tmp_path):
