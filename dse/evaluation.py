@@ -296,8 +296,8 @@ def _frame(points) -> pd.DataFrame:
         if not isinstance(key, str):
             raise UserInputError("points column", key, "an option name (a string)")
     cfg.check_keys({c: None for c in points.columns})
-    for key in points.columns:
-        if points[key].dtype == object and pd.api.types.infer_dtype(points[key]) not in _SCALARS:
+    for key, dtype in points.dtypes.items():
+        if dtype.kind == "O" and pd.api.types.infer_dtype(points[key]) not in _SCALARS:
             bad = np.flatnonzero(points[key].map(lambda v: isinstance(v, _NOT_SCALAR)).to_numpy(dtype=bool))
             if len(bad):
                 raise UserInputError(cfg.option(key), points[key].iloc[bad[0]], "one value per cell (a number or "
@@ -307,8 +307,9 @@ def _frame(points) -> pd.DataFrame:
 
 def _evaluate_frame(frame: pd.DataFrame) -> pd.DataFrame:
     size = len(frame)
-    numeric = {k: _numeric(frame[k]) for k in cfg.NUMERIC if k in frame.columns}
-    categorical = {k: frame[k].to_numpy() for k in CATEGORICAL if k in frame.columns}
+    given = dict(frame.items())  # each column once
+    numeric = {k: _numeric(given[k]) for k in cfg.NUMERIC if k in given}
+    categorical = {k: given[k].to_numpy() for k in CATEGORICAL if k in given}
     blocks: list[tuple[np.ndarray, dict]] = []
     for c, rows in _groups(categorical, [empty for _, empty in numeric.values()], size):
         with _at_rows(rows):
@@ -344,10 +345,10 @@ def _counts(column: np.ndarray) -> pd.arrays.IntegerArray:
 
 def _numeric(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """A numeric option's cells (floats when the column is numbers) and which of them are empty."""
-    empty = column.isna().to_numpy()
     if column.dtype.kind in "iuf":
-        return column.to_numpy(dtype=float, na_value=np.nan), empty
-    return column.to_numpy(dtype=object), empty
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        return values, np.isnan(values)
+    return column.to_numpy(dtype=object), column.isna().to_numpy()
 
 
 def _assemble(blocks: list[tuple[np.ndarray, dict]], size: int) -> dict[str, np.ndarray]:
