@@ -297,7 +297,7 @@ def _frame(points) -> pd.DataFrame:
             raise UserInputError("points column", key, "an option name (a string)")
     cfg.check_keys({c: None for c in points.columns})
     for key, dtype in points.dtypes.items():
-        if dtype.kind == "O" and pd.api.types.infer_dtype(points[key]) not in _SCALARS:
+        if dtype == np.dtype(object) and pd.api.types.infer_dtype(points[key]) not in _SCALARS:
             bad = np.flatnonzero(points[key].map(lambda v: isinstance(v, _NOT_SCALAR)).to_numpy(dtype=bool))
             if len(bad):
                 raise UserInputError(cfg.option(key), points[key].iloc[bad[0]], "one value per cell (a number or "
