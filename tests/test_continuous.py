@@ -133,6 +133,17 @@ def test_beyond_capacity_is_infeasible_with_the_capacity_in_numbers():
     assert "ttft_p99_s" not in m
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_far_beyond_capacity_is_an_answer_not_an_overflow():
+    """Short outputs of long prompts at 20 requests/s: the operating point's decoding count runs off to
+    ~1e300, whose prompt service time must not be squared into an overflow (it once warned)."""
+    row = dict(workload="llama-3-8b", hardware="h100", mode="serve", batch=251, input_len=2211, output_len=37,
+               qps=20.0)
+    m = dse.evaluate(**row)
+    assert m["feasible"] is False and any("exceed the capacity" in r for r in m["infeasible_reasons"])
+    assert dse.evaluate_many(pd.DataFrame([row]))["feasible"].tolist() == [False]
+
+
 def test_slos_raise_the_replicas_needed():
     base = dict(**SERVE, batch=128, input_len=547, output_len=248, qps=30.0)
     loose = dse.evaluate(**base)

@@ -217,6 +217,7 @@ def prefill_wait(g: Engine, decoding, rate):
     rho * S / (2 (1 - rho)) (Pollaczek-Khinchine; Kleinrock 1975, section 5.6); infinite at rho >= 1,
     where the queue grows without bound. Returns (wait, stable)."""
     service = prefill_service(g, decoding)
-    rho = rate * service
-    stable = rho < 1.0
-    return np.where(stable, rho * service / (2.0 * np.where(stable, 1.0 - rho, 1.0)), np.inf), stable
+    stable = rate * service < 1.0
+    held = np.where(stable, service, 0.0)  # an unstable row's service (huge beyond capacity) is not squared
+    rho = rate * held
+    return np.where(stable, rho * held / (2.0 * (1.0 - rho)), np.inf), stable
