@@ -2,6 +2,7 @@
 
     python bench/calibrate.py          # table of predicted, measured and error per row, and the median
     python bench/calibrate.py --fit    # grid-fit the datacenter-GPU efficiency parameters
+    python bench/calibrate.py --fit tensor    # only the GEMM efficiency, memory and launch held
 
 Rows (bench/calibration/inference.csv, copied from shared/calibration with its citations):
 MLPerf Inference ResNet-50 Offline (per accelerator, int8) and TensorRT-LLM v0.6.1 peak-throughput
@@ -76,15 +77,18 @@ def median_abs_error(eff: calibration.Efficiency | None = None) -> float:
     return statistics.median(abs(p / m - 1) for _, p, m in errors(eff))
 
 
-def fit() -> calibration.Efficiency:
-    """Grid search of tensor, memory and launch over the published ranges (rows_half stays at its
-    GEMM-microbenchmark value); minimises the median, then the mean, absolute relative error."""
+GRID = {"tensor": [x / 100 for x in range(60, 91)], "memory": (0.8, 0.85, 0.87, 0.9, 0.93),
+        "launch": (1e-6, 1.5e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6)}
+
+
+def fit(names: tuple[str, ...] = tuple(GRID)) -> calibration.Efficiency:
+    """Grid search of the named parameters (tensor, memory, launch) over the published ranges, the
+    others held at their shipped values (rows_half stays at its GEMM-microbenchmark value); minimises
+    the median, then the mean, absolute relative error."""
     base = calibration.for_class("datacenter-gpu")
     best = None
-    for tensor, memory, launch in itertools.product(
-            (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9), (0.8, 0.85, 0.87, 0.9, 0.93),
-            (1e-6, 1.5e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6)):
-        eff = dataclasses.replace(base, tensor=tensor, memory=memory, launch=launch)
+    for values in itertools.product(*(GRID[k] for k in names)):
+        eff = dataclasses.replace(base, **dict(zip(names, values)))
         errs = [abs(p / m - 1) for _, p, m in errors(eff)]
         score = (statistics.median(errs), statistics.mean(errs))
         if best is None or score < best[0]:
@@ -94,9 +98,10 @@ def fit() -> calibration.Efficiency:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit", action="store_true")
+    parser.add_argument("--fit", nargs="*", choices=tuple(GRID), default=None,
+                        help="grid-fit these parameters (all three when none is named), the others held")
     args = parser.parse_args()
-    eff = fit() if args.fit else None
+    eff = None if args.fit is None else fit(tuple(args.fit) or tuple(GRID))
     if eff is not None:
         print(f"fitted: tensor={eff.tensor} rows_half={eff.rows_half:g} memory={eff.memory} launch={eff.launch:g}")
     print(f"{'row':<46} {'predicted':>10} {'measured':>10} {'error':>8}")

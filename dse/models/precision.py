@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dse.catalog.types import Accelerator
+from dse.models.calibration import REFERENCE_MATMUL_SHARE
 
 BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5, "int8": 1.0, "int4": 0.5}
 # Stored weights carry their quantization scales: int4 in groups of 128 with a 16-bit scale and zero
@@ -47,8 +48,8 @@ class Execution:
         kv_bytes: bytes per KV-cache element.
         dequant: weights are stored narrower than the arithmetic and expanded in the kernel.
         notes: what was substituted and why.
-        tensor_share: the fraction of its peak a GEMM in this arithmetic reaches relative to the
-            fraction a 16-bit GEMM reaches on the same device (see `tensor_share`); 1 where unmeasured.
+        tensor_share: the fraction of its peak a GEMM in this arithmetic reaches on this device relative
+            to the fraction the class efficiency was fitted at (see `tensor_share`); 1 where unmeasured.
     """
 
     compute: str
@@ -108,13 +109,21 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
 
 
 def tensor_share(device: Accelerator, compute: str) -> float:
-    """How much of its peak an fp8 GEMM reaches against a bf16 GEMM on the same device: the ratio of the
-    two measured maximum achievable matmul rates, each over its peak (catalog `achievable_fp8` and
-    `achievable_bf16`; e.g. H100 SXM 1,402.6 of 1,979 against 794.5 of 989.5 TFLOP/s: 0.883). Doubling
-    the matrix rate does not double what the board's power and clock sustain. 1 for 16-bit and wider
-    arithmetic, and where either rate is unmeasured."""
-    fp8, bf16, peak16 = device.get("achievable_fp8"), device.get("achievable_bf16"), device.peak("bf16")
-    if compute != "fp8" or not (fp8 and bf16 and peak16 and device.peak("fp8")):
-        return 1.0
-    return (fp8 / device.peak("fp8")) / (bf16 / peak16)
+    """The fraction of its peak a GEMM in `compute` reaches on this device, relative to the fraction the
+    class efficiency `tensor` was fitted at (`calibration.REFERENCE_MATMUL_SHARE`).
 
+    The device's fraction is its measured maximum achievable matmul rate over its peak (catalog
+    `achievable_fp8` for fp8, else `achievable_bf16`, the same 16-bit rate serving every matrix
+    arithmetic whose own rate is unmeasured; stas00/ml-engineering, "Maximum Achievable Matmul FLOPS":
+    e.g. A100 SXM 271.2 of 312 TFLOP/s, 0.869; H100 SXM bf16 794.5 of 989.5, 0.803, fp8 1,402.6 of
+    1,979, 0.709; MI300X 668.4 of 1,307.4, 0.511). Clock, power and software limits that differ
+    between boards show in these rates, not in the one fitted `tensor`. 1 for fp32 (CUDA cores, no
+    matrix tiles) and where the device has no measured rate, which keeps such devices on the fit."""
+    if compute == "fp32":
+        return 1.0
+    rate = device.get("achievable_fp8") if compute == "fp8" else None
+    peak = device.peak("fp8") if rate else device.peak("bf16")
+    rate = rate or device.get("achievable_bf16")
+    if not (rate and peak):
+        return 1.0
+    return rate / peak / REFERENCE_MATMUL_SHARE

@@ -14,8 +14,9 @@ Computers 2", section 1.3.3) to a GEMM's row count M (tokens, or query rows for 
 units work on fixed tiles, so a GEMM of few rows wastes most of each tile (tile quantization, NVIDIA
 "Matrix Multiplication Background User's Guide") and reaches eta_tensor * M / (M + M_half) of peak.
 `M_half`, the etas and `t_launch` are set per device class (see `dse.models.calibration`), never
-per measurement row. s_p (`Execution.tensor_share`) carries what a device's measured matmul rates say
-of one arithmetic against 16 bits (fp8 on H100 reaches 0.88 of bf16's fraction of peak).
+per measurement row. s_p (`Execution.tensor_share`) carries what a device's measured matmul rate says
+of its fraction of peak against the class's reference boards (H100 SXM bf16 0.96, A100 SXM 1.04,
+H100 fp8 0.85; `dse.models.precision.tensor_share`).
 
 Arrays: every table field has shape (ops,) for one design point or (ops, points) for a population;
 the reductions sum over axis 0, so one function serves both.
