@@ -109,13 +109,24 @@ def held_out() -> list[tuple[str, float, str]]:
 def h100_runs() -> list[dict]:
     """Published H100 training runs (bench/calibration/h100_training.csv, sources there), each run as its
     layout and compared in throughput: tokens/s per GPU, from the published step time where that is
-    what was published. `mfu` is dse's (PaLM's convention, causal keys) at the published speed."""
+    what was published. `mfu` is dse's (PaLM's convention, causal keys) at the published speed.
+
+    `tp_overlap` is 1 where the published recipe overlaps tensor-parallel communication with the GEMMs:
+    NeMo's Llama 3 70B performance recipe adds MegatronCommOverlapCallback(tp_comm_overlap=True) with
+    the `userbuffers_*_h100_h8192_tp4_mbs1_seqlen8192` configuration (NVIDIA/NeMo
+    nemo/collections/llm/recipes/llama3_70b.py, `pretrain_recipe_performance`), and the DGX Cloud
+    benchmark asserts that callback for 70B and 405B (NVIDIA/dgxc-benchmarking
+    llama3.1/pretrain_llama31.py: "MegatronCommOverlapCallback missing. Required for performance.");
+    Megatron-Bridge's 70B and 405B H100 performance configurations set the same userbuffers
+    (megatron.bridge.training.comm_overlap, tp4 and tp8_cp2 at hidden 8192 and 16384). The TP1 rows
+    have no TP traffic; the DeepSeek-V3 row is left at 0 (its TP2 overlap setting was not checked)."""
     out = []
     for r in csv.DictReader(open(HERE / "h100_training.csv", newline="")):
         gpus, batch, seq = int(r["gpus"]), int(r["global_batch"]), int(r["seq_len"])
         m = dse.evaluate(workload=r["workload"], hardware="h100-sxm", mode="train", precision=r["precision"],
                          gpus=gpus, batch=batch, seq_len=seq, recompute=r["recompute"],
-                         **{k: int(r[k]) for k in ("tp", "pp", "cp", "vp", "ep", "zero", "micro_batch")})
+                         **{k: int(r[k]) for k in ("tp", "pp", "cp", "vp", "ep", "zero", "micro_batch",
+                                                   "tp_overlap")})
         value = float(r["published"])
         published = batch * seq / value / gpus if r["metric"] == "step_time_s" else value
         predicted = m["tokens_per_s"] / gpus

@@ -58,6 +58,9 @@ NUMERIC: dict[str, Field] = {
     "global_batch": Field("int", 1, BIG, help="samples per optimizer step"),
     "vp": Field("int", 1, 1024, help="virtual pipeline stages per GPU"),
     "zero": Field("int", 0, 3, help="ZeRO stage 0-3"),
+    "tp_overlap": Field("int", 0, 1, help="1: tensor-parallel all-gathers and reduce-scatters overlap the GEMMs "
+                        "they feed (Megatron-Core --tp-comm-overlap; NeMo's performance recipes); default 0, "
+                        "Megatron's default"),
     "input_len": Field("int", 1, BIG, help="prompt tokens per request (default 512)"),
     "output_len": Field("int", 1, BIG, help="generated tokens per request (default 128)"),
     "prefill_batch": Field("int", 1, BIG, help="prompts prefilled per pass (default: the whole batch at once)"),
@@ -110,7 +113,7 @@ MODE_OPTIONS = {
     "serve": {"batch", "input_len", "output_len", "prefill_batch", "gpus", "gpus_per_node", "tp", "qps", "ttft_slo",
               "itl_slo", "repair_hours", "max_batched_tokens", "prefix_cache_hit", *_ECONOMICS},
     "train": {"batch", "global_batch", "micro_batch", "seq_len", "gpus", "gpus_per_node", "tp", "pp", "dp", "cp",
-              "ep", "vp", "zero", "tokens", *_PIPELINE, *_ECONOMICS},
+              "ep", "vp", "zero", "tp_overlap", "tokens", *_PIPELINE, *_ECONOMICS},
 }
 
 
@@ -140,7 +143,7 @@ def _first(value) -> tuple[object, str]:
 NAMES = ("workload", "workload_file", "hardware", "hardware_file", "sparsity", "region")
 ALL_KEYS = (*NAMES, *CHOICES, *NUMERIC)
 DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "purchase": "rent", "scheduler": "continuous",
-            "batch": 1, "zero": 0,
+            "batch": 1, "zero": 0, "tp_overlap": 0,
             "input_len": 512, "output_len": 128, "gpus_per_node": 8, "tp": 1, "pp": 1, "cp": 1, "ep": 1,
             "vp": 1}
 NUMERIC_DEFAULTS = {k: float(DEFAULTS[k]) if k in DEFAULTS else None for k in NUMERIC}

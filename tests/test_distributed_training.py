@@ -136,6 +136,36 @@ def test_tensor_parallel_traffic_is_two_all_reduces_per_layer_and_pass():
     assert full["tp_comm_time_s"] == pytest.approx(32 * 3 * 4 * ag, rel=1e-9)  # the recomputed forward too
 
 
+def test_tp_overlap_exposes_what_the_gemms_of_each_pass_cannot_hide():
+    from dse.modes.train import _tp_exposed
+
+    # 3 ms of TP traffic per layer and pass against 1 ms of GEMMs, two forwards (full recomputation)
+    # and a backward, 30% of what hides still costing: 2 x (3 - 1 + 0.3 x 1) + (3 - 2 + 0.3 x 2)
+    assert _tp_exposed(3e-3, 1e-3, 3.0, 0.3) == pytest.approx(2 * 2.3e-3 + 1.6e-3, rel=1e-12)
+    # traffic that fits under its GEMMs costs only the interference: 0.3 x 0.5 ms in each of 2 passes
+    assert _tp_exposed(0.5e-3, 1e-3, 2.0, 0.3) == pytest.approx(2 * 0.15e-3, rel=1e-12)
+
+
+def test_tp_overlap_in_train_mode_leaves_the_interference_share_of_hidden_traffic():
+    # Llama-3.1-70B as NVIDIA's DGX H100 benchmark lays it out: TP4's all-gathers of 4,096 tokens x 8,192
+    # x 2 B (3/4 of 67 MB over NVLink, ~0.2 ms) fit under each pass's GEMMs of a layer (~1 ms forward)
+    base = dict(workload="llama-3.1-70b", **H100, gpus=64, tp=4, pp=4, cp=2, vp=5, micro_batch=1, batch=128,
+                seq_len=8192, zero=1)
+    plain, over = dse.evaluate(**base), dse.evaluate(**base, tp_overlap=1)
+    assert over["tp_comm_time_s"] == pytest.approx(0.3 * plain["tp_comm_time_s"], rel=1e-9)
+    assert over["compute_time_s"] == plain["compute_time_s"]
+    # the step loses the hidden 70% of the TP traffic, also in each bubble micro-batch: (m + (p-1)/v) / m
+    m, bubble = 128 / 2, 3 / 5
+    assert plain["step_time_s"] - over["step_time_s"] == pytest.approx(
+        0.7 * plain["tp_comm_time_s"] * (m + bubble) / m, rel=1e-9)
+    frame = dse.evaluate_many([{**base, "tp_overlap": v} for v in (0, 1)])
+    assert list(frame["step_time_s"]) == pytest.approx([plain["step_time_s"], over["step_time_s"]], rel=1e-9)
+    with pytest.raises(dse.DSEError, match="tp_overlap"):
+        dse.evaluate(**base, tp_overlap=2)
+    with pytest.raises(dse.DSEError, match="not used in serve mode"):
+        dse.evaluate(workload="llama-3-8b", hardware="h100", mode="serve", tp_overlap=1)
+
+
 # --- ZeRO-3 memory and traffic -------------------------------------------------------------------------------
 
 def test_zero3_memory_and_traffic():

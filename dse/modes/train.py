@@ -23,7 +23,7 @@ when causal); HFU adds the recomputed forward. model_tflops_per_gpu = model FLOP
 
 Overlap, per framework default (Megatron-Core with PyTorch DDP-style bucketing): tensor-parallel
 all-gathers and reduce-scatters (sequence parallelism) and expert all-to-alls sit on the critical path
-(Megatron's --tp-comm-overlap is off by default); context-parallel K/V exchange overlaps the attention
+(Megatron's --tp-comm-overlap is off by default; `tp_overlap` = 1 turns it on, see `_tp_exposed`); context-parallel K/V exchange overlaps the attention
 it feeds (ring attention); data-parallel gradient reduction overlaps the backward of the last
 micro-batch (Li et al. 2020, "PyTorch Distributed", VLDB, section 3.2.3); ZeRO-3/FSDP parameter
 gathers are prefetched under the whole step's compute (Zhao et al. 2023, "PyTorch FSDP", section 3.3);
@@ -101,6 +101,22 @@ def _exposed(traffic, window, interference: float):
     return traffic - hidden + interference * hidden
 
 
+def _tp_exposed(traffic, gemm, passes, interference: float):
+    """One layer's tensor-parallel traffic left exposed when it overlaps the GEMMs, over all passes.
+
+    Megatron-Core's --tp-comm-overlap (Transformer Engine userbuffers) splits each sequence-parallel
+    all-gather into chunks that feed the GEMM consuming it and each reduce-scatter into chunks of the
+    GEMM producing it, so a chunk's transfer runs under the previous chunk's GEMM (Wang et al. 2023,
+    "Overlap Communication with Dependent Computation via Decomposition in Large Deep Learning Models",
+    ASPLOS, section 4; Megatron-Core `tp_comm_overlap`, TE `transformer_engine/pytorch/module/base.py`
+    `initialize_ub`). A pass's `traffic` (seconds, per layer) then hides under that pass's GEMMs:
+    `gemm` in a forward (and the recomputed forward: passes - 1 forwards), 2 x `gemm` in the backward
+    (input and weight gradients), with the calibrated `interference` for the SMs the transfers take
+    (`_exposed`)."""
+    return (_exposed(traffic, gemm, interference) * (passes - 1.0)
+            + _exposed(traffic, 2.0 * gemm, interference))
+
+
 def _group_size_per_node(stride, size, per_node):
     """How many members of a process group share a node, for a group of `size` ranks `stride` apart."""
     return np.clip(per_node / stride, 1.0, size)
@@ -160,7 +176,12 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     tokens = rows * seq
     k_tp = _group_size_per_node(1.0, tp, per_node)
     ag_tp = comm.hierarchical_allgather(tokens * w.hidden * act, tp, k_tp, *links)
-    tp_mb = layers * passes * 2.0 * transformer.tp_syncs_per_layer(w) * ag_tp
+    tp_pass = 2.0 * transformer.tp_syncs_per_layer(w) * ag_tp  # one layer's TP traffic in one pass
+    tp_mb = layers * passes * tp_pass
+    if np.any(n["tp_overlap"]):  # the GEMMs alone (fp8 timed them apart from the element-wise work)
+        gemm_layer = (g if fp8 else _per_rank(_time(table, GEMMS, s, s.ex), tp, back)) / L
+        tp_mb = np.where(n["tp_overlap"] > 0,
+                         layers * _tp_exposed(tp_pass, gemm_layer, passes, s.eff.interference), tp_mb)
     # context parallelism: K and V gathered in the forward, gathered again and their gradients
     # reduce-scattered in the backward, under the attention they feed
     k_cp = _group_size_per_node(tp, cp, per_node)
