@@ -155,3 +155,9 @@ def test_parallelism_search():
     ranked = a["ranked"]
     assert set(ranked[(ranked["tp"] <= 2) & ranked["feasible"]]["recompute"]) == {"full"}
     assert a["best_with_cp"].cp > 1 and a["best_with_cp"].mfu >= best.mfu
+    # with TP overlap each layer's all-gathers hide under its GEMMs, leaving the interference share
+    # (0.3) of the traffic on both layouts, and the seed's layout comes within 3% of the best
+    over_best, over_seed = a["overlapped"]
+    assert over_best["tp_comm_time_s"] == pytest.approx(0.3 * best.tp_comm_time_s, rel=1e-6)
+    assert over_seed["tp_comm_time_s"] == pytest.approx(0.3 * seed.tp_comm_time_s, rel=1e-6)
+    assert 1.0 < over_best["tokens_per_s"] / over_seed["tokens_per_s"] < 1.03
