@@ -88,7 +88,7 @@ def fit(names: tuple[str, ...] = tuple(GRID)) -> calibration.Efficiency:
     base = calibration.for_class("datacenter-gpu")
     best = None
     for values in itertools.product(*(GRID[k] for k in names)):
-        eff = dataclasses.replace(base, **dict(zip(names, values)))
+        eff = dataclasses.replace(base, **dict(zip(names, values, strict=True)))
         errs = [abs(p / m - 1) for _, p, m in errors(eff)]
         score = (statistics.median(errs), statistics.mean(errs))
         if best is None or score < best[0]:

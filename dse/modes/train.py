@@ -23,11 +23,11 @@ when causal); HFU adds the recomputed forward. model_tflops_per_gpu = model FLOP
 
 Overlap, per framework default (Megatron-Core with PyTorch DDP-style bucketing): tensor-parallel
 all-gathers and reduce-scatters (sequence parallelism) and expert all-to-alls sit on the critical path
-(Megatron's --tp-comm-overlap is off by default; `tp_overlap` = 1 turns it on, see `_tp_exposed`); context-parallel K/V exchange overlaps the attention
-it feeds (ring attention); data-parallel gradient reduction overlaps the backward of the last
-micro-batch (Li et al. 2020, "PyTorch Distributed", VLDB, section 3.2.3); ZeRO-3/FSDP parameter
-gathers are prefetched under the whole step's compute (Zhao et al. 2023, "PyTorch FSDP", section 3.3);
-pipeline sends and receives are blocking.
+(Megatron's --tp-comm-overlap is off by default; `tp_overlap` = 1 turns it on, see `_tp_exposed`);
+context-parallel K/V exchange overlaps the attention it feeds (ring attention); data-parallel gradient
+reduction overlaps the backward of the last micro-batch (Li et al. 2020, "PyTorch Distributed", VLDB,
+section 3.2.3); ZeRO-3/FSDP parameter gathers are prefetched under the whole step's compute (Zhao et
+al. 2023, "PyTorch FSDP", section 3.3); pipeline sends and receives are blocking.
 """
 from __future__ import annotations
 
