@@ -34,7 +34,8 @@ Tables 1 and 2 (bench/calibration/training_throughput.csv), minimising the worst
                 bus bandwidths on NVLink and InfiniBand are 0.7-0.9 of line rate),
   interference  share of communication hidden under compute that still lengthens the step, for the
                 SMs and memory bandwidth the collective kernels take: 0.3.
-They give a median error of 8.2% and a worst of 14.4% on 2026-11-30 (bench/README.md).
+They give a median error of 8.0% and a worst of 14.2% on 2026-11-30, refitted after the per-board
+GEMM share (bench/README.md).
 """
 from __future__ import annotations
 
