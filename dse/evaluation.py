@@ -17,7 +17,7 @@ import pandas as pd
 
 from dse import config as cfg
 from dse import economics
-from dse.allocator import keep_freed_memory
+from dse.allocator import keep_freed_memory_once
 from dse.catalog import Transformer
 from dse.catalog.loader import read_file
 from dse.errors import CatalogFileError, UserInputError
@@ -204,7 +204,6 @@ def _column(values: np.ndarray, key: str) -> np.ndarray:
 # engine phases per row), large enough that the per-pass Python work is spread over many rows; the
 # fastest of 512-32,768 rows on a 2-core EPYC VM (bench/README.md, "Speed").
 CHUNK = {"infer": 1 << 13, "serve": 1 << 11, "train": 1 << 14}
-keep_freed_memory()  # a pass's temporaries reuse freed memory instead of faulting in fresh pages (dse.allocator)
 
 
 def _groups(categorical: dict[str, np.ndarray], empty: list[np.ndarray], size: int):
@@ -270,6 +269,7 @@ def evaluate_many(points: pd.DataFrame | list[dict]) -> pd.DataFrame:
         given = _frame(points)
         if given.empty:
             return pd.DataFrame(index=given.index)
+        keep_freed_memory_once()  # a pass's temporaries reuse freed memory, not fresh pages (dse.allocator)
         return _evaluate_frame(given)
 
 
