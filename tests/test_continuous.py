@@ -133,6 +133,27 @@ def test_beyond_capacity_is_infeasible_with_the_capacity_in_numbers():
     assert "ttft_p99_s" not in m
 
 
+def test_slot_queue_is_stable_up_to_the_capacity_and_not_beyond():
+    """8,000-token prompts, 4 outputs, 16 slots: each prompt fits one step's budget (8,192 - 16 decodes),
+    so a request holds its slot 1 + 3 steps; the slots' M/M/c queue (rate * 4 * ITL < 16) and the step
+    budget's must both be stable, and their busier utilisation reach 1 at the capacity reported, not
+    before (it once reached 1.15 at 0.97x capacity, with a TTFT of 1e300 still called feasible)."""
+    row = dict(**SERVE, batch=16, input_len=8000, output_len=4)
+    cap = dse.evaluate(**row)["capacity_requests_per_s"]
+    ttfts = []
+    for share in (0.5, 0.9, 0.95, 0.97, 0.98, 0.99):
+        m = dse.evaluate(**row, qps=share * cap)
+        slots_busy = share * cap * (1 + 3) * m["itl_s"] / 16
+        assert slots_busy <= m["queue_utilization"] < 1 and m["feasible"] and m["replicas_needed"] == 1, share
+        assert m["request_latency_s"] == pytest.approx(m["ttft_s"] + 3 * m["itl_s"], rel=1e-12)
+        assert math.isfinite(m["ttft_s"]) and m["ttft_s"] < 1e3
+        ttfts.append(m["ttft_s"])
+    assert ttfts == sorted(ttfts)  # the wait grows with the load up to the capacity
+    over = dse.evaluate(**row, qps=1.01 * cap)
+    assert not over["feasible"] and over["queue_utilization"] == pytest.approx(1.01, rel=1e-12)
+    assert f"({cap:.3g} requests/s)" in over["infeasible_reasons"][0] and over["replicas_needed"] == 2
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_far_beyond_capacity_is_an_answer_not_an_overflow():
     """Short outputs of long prompts at 20 requests/s: the operating point's decoding count runs off to

@@ -295,13 +295,21 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
 
 
 def _ttft_parts(g: serving.Engine, rate, cap=None):
-    """(n, mean step, TTFT before queueing, slot holding time, stable) of a replica at `rate` whose
-    capacity is `cap` requests/s (by default g's own)."""
+    """(mean step, TTFT before queueing for a slot, slot holding time, budget utilisation, stable) of a
+    replica at `rate` whose capacity is `cap` requests/s (by default g's own). A request holds its
+    slot from its first chunk to its last token, its prompt's chunk steps and O - 1 decode steps of the
+    mean step (vLLM V1 moves a request from the waiting queue to the running set, at most max_num_seqs,
+    when it schedules its first chunk: vllm/v1/core/sched/scheduler.py), the cycle `serving.capacity`
+    counts, so the slot queue fills (rate * hold = slots) at the capacity; the wait for room in the
+    step budget is spent waiting, before the slot. Stable: the operating point below the capacity,
+    the budget's M/D/1 queue and the slots' M/M/c queue."""
     decoding, t, stable = serving.operating_point(g, rate, cap)
     chunk_steps = g.prompt_steps * serving.step_time(g, decoding) + serving.prefill_extra(g, decoding)
     wait, room = serving.prefill_wait(g, decoding, rate)
-    hold = wait + chunk_steps + (g.output_len - 1.0) * t
-    return t, serving.REQUEST_S + (0.5 + serving.AHEAD_STEPS) * t + wait + chunk_steps, hold, stable & room
+    hold = (g.prompt_steps + g.output_len - 1.0) * t
+    busy = rate * serving.prefill_service(g, decoding)
+    stable = stable & room & (rate * hold < g.slots)
+    return t, serving.REQUEST_S + (0.5 + serving.AHEAD_STEPS) * t + wait + chunk_steps, hold, busy, stable
 
 
 def _at_rate(m: dict, g: serving.Engine, whole: serving.Engine, n: dict, replicas) -> None:
@@ -309,9 +317,10 @@ def _at_rate(m: dict, g: serving.Engine, whole: serving.Engine, n: dict, replica
     throughout; the replicas needed under the SLOs from the engine's chord over every load, `whole`."""
     o = n["output_len"]
     rate = n["qps"] / replicas
-    t, base, hold, stable = _ttft_parts(g, rate, serving.capacity(whole)[0])
+    t, base, hold, busy, stable = _ttft_parts(g, rate, serving.capacity(whole)[0])
     queued = serving.erlang_c_column(g.slots, rate * hold)  # probability of waiting for a slot
-    wait = queued / np.maximum(g.slots / hold - rate, 1e-300)
+    margin = g.slots / hold - rate
+    wait = np.where(margin > 0, queued / np.where(margin > 0, margin, 1.0), np.inf)  # M/M/c mean wait
     # beyond capacity the means are those of the replica running full and the tails are left out (NaN)
     at = {"ttft_s": base + wait, "itl_s": t, "request_latency_s": base + wait + (o - 1.0) * t}
     at["concurrency"] = rate * at["request_latency_s"]
@@ -321,7 +330,9 @@ def _at_rate(m: dict, g: serving.Engine, whole: serving.Engine, n: dict, replica
     for key, value in at.items():
         m[key] = np.where(stable, value, m.get(key, np.nan))
     m["tokens_per_s"] = np.minimum(n["qps"], m["capacity_requests_per_s"]) * o
-    m["queue_utilization"] = np.where(stable, rate * hold / g.slots, n["qps"] / m["capacity_requests_per_s"])
+    # the busier of the slots and the step budget; at and beyond capacity, the load over the capacity
+    m["queue_utilization"] = np.where(stable, np.maximum(rate * hold / g.slots, busy),
+                                      n["qps"] / m["capacity_requests_per_s"])
     needed = _replicas_needed(whole, n, m["capacity_requests_per_s"] / replicas)
     m.update(replicas_needed=needed, gpus_needed=needed * n["tp"], load_stable=stable)
     for key, value in m.items():  # a single point's numbers as floats
@@ -337,7 +348,7 @@ def _replicas_needed(g: serving.Engine, n: dict, per_replica):
     low = np.floor(qps / per_replica) + 1.0
 
     def meets(r):
-        t, base, hold, stable = _ttft_parts(g, qps / r)
+        t, base, hold, _, stable = _ttft_parts(g, qps / r)
         ok = stable
         if n["ttft_slo"] is not None:
             ok = ok & (base + serving.wait_quantile_column(g.slots, hold, qps / r, 0.99) <= n["ttft_slo"])
