@@ -51,18 +51,23 @@ def test_capacity_is_where_the_slots_fill():
 
 
 def test_capacity_is_where_the_step_budget_fills():
-    # 50 tokens of room per step for 547-token prompts: 547 / 50 mixed steps of 5 ms + 4e-5 * 120 + 2e-3
-    # each carry one prompt, fewer prompts a second than 128 slots turning over every 248 steps want
+    # 50 tokens of room per step for 547-token prompts: a step carries 50 / 547 of a prompt beside the
+    # 120 decodes, 5 ms + 4e-5 * 120 + 50 / 547 * 2e-3, fewer prompts a second than 128 slots turning
+    # over every 248 steps want
     g = engine(room=50.0)
     cap, t_full, budget_bound = serving.capacity(g)
-    mixed = 5e-3 + 4e-5 * 120 + 2e-3
-    assert budget_bound and cap == pytest.approx(50 / (547 * mixed), rel=1e-12)  # 8.37 requests/s
+    k = 50 / 547
+    assert t_full == pytest.approx(5e-3 + 4e-5 * 120 + k * 2e-3, rel=1e-12)
+    assert budget_bound and cap == pytest.approx(k / t_full, rel=1e-12)  # 9.29 requests/s
     assert 128 / (248 * t_full) > cap
     assert serving.operating_point(g, 0.99 * cap)[2] and not serving.operating_point(g, 1.01 * cap)[2]
-    # at and beyond the budget the M/D/1 wait is infinite, without a warning
+    # a prompt holds 547 / 50 steps' decode part and its own prefill work: the budget fills at the capacity;
+    # at and beyond it the M/D/1 wait is infinite, without a warning
+    service = 547 / 50 * (5e-3 + 4e-5 * 120) + 2e-3
+    assert serving.prefill_service(g, 120.0) == pytest.approx(service, rel=1e-12)
+    assert 1 / service == pytest.approx(cap, rel=1e-12)
     with np.errstate(all="raise"):
-        wait, stable = serving.prefill_wait(g, 120.0, np.array([0.5 * cap, cap, 2 * cap]))
-    service = 547 / 50 * mixed
+        wait, stable = serving.prefill_wait(g, 120.0, np.array([0.5 * cap, cap * (1 + 1e-9), 2 * cap]))
     assert wait[0] == pytest.approx(0.5 * service / (2 * 0.5), rel=1e-12) and np.isinf(wait[1:]).all()
     assert list(stable) == [True, False, False]
 
@@ -71,13 +76,40 @@ def test_budget_bound_replica_running_full_answers_by_littles_law():
     # 4,000-token prompts through 512 batched tokens: the budget, not the 115 slots, limits the replica;
     # without --qps the loop keeps `batch` requests in flight, each taking batch / capacity seconds
     m = dse.evaluate(**SERVE, input_len=4000, output_len=16, max_batched_tokens=512)
-    cap, itl, batch = m["capacity_requests_per_s"], m["itl_s"], m["concurrency"]
+    cap, batch = m["capacity_requests_per_s"], m["concurrency"]
     assert m["feasible"] and 1 < cap < 10
-    assert m["request_latency_s"] == pytest.approx(batch / cap + 5.5e-3 + 1.5 * itl, rel=1e-9)
+    assert m["request_latency_s"] == pytest.approx(batch / cap, rel=1e-9)
     # the same replica at a Poisson rate below that capacity is stable, above it infeasible in numbers
     assert dse.evaluate(**SERVE, input_len=4000, output_len=16, max_batched_tokens=512, qps=0.5 * cap)["feasible"]
     over = dse.evaluate(**SERVE, input_len=4000, output_len=16, max_batched_tokens=512, qps=2 * cap)
     assert not over["feasible"] and f"({cap:.3g} requests/s)" in over["infeasible_reasons"][0]
+
+
+def test_full_load_step_keeps_to_the_token_budget():
+    """8,000-token prompts, 4 outputs, 16 slots, 8,192 batched tokens: the slots would turn over
+    16 / (1 + 3) = 4 prompts a step, 32,000 tokens, but 8,192 - 16 = 8,176 tokens of room hold
+    8,176 / 8,000 of a prompt; the full-load step is the mixed step with that full budget, and
+    k * (O - 1) sequences decode in it (it once carried all 4 prompts: ITL 0.75 s at full load)."""
+    k = 8176 / 8000
+    g = engine(slots=16.0, output_len=4.0, prompt_tokens=8000.0, room=8176.0, full=k * 3, e=1e-5)
+    cap, t_full, budget_bound = serving.capacity(g)
+    n = k * 3
+    assert t_full == pytest.approx(5e-3 + 4e-5 * n + k * (2e-3 + 1e-5 * n), rel=1e-12)
+    assert budget_bound and cap == pytest.approx(k / t_full, rel=1e-12)
+    assert cap == pytest.approx(1 / serving.prefill_service(g, n), rel=1e-12)  # the budget's M/D/1 fills there
+    # the operating point arrives at that step: n = rate * (O - 1) * t and t = D(n) + rate * t * P(n)
+    n_op, t_op, _ = serving.operating_point(g, cap)
+    assert n_op == pytest.approx(n, rel=1e-9) and t_op == pytest.approx(t_full, rel=1e-9)
+
+
+@pytest.mark.parametrize("i,o,batch", [(8000, 4, 16), (4000, 16, 256)])
+def test_replica_running_full_keeps_littles_law(i, o, batch):
+    # both budget-bound: each holds its `batch` requests in flight, capacity x latency = batch
+    # (it once read 21.9 with 16 slots and 267 with 256)
+    m = dse.evaluate(**SERVE, input_len=i, output_len=o, batch=batch)
+    assert m["capacity_requests_per_s"] * m["request_latency_s"] == pytest.approx(batch, rel=1e-9)
+    near = dse.evaluate(**SERVE, input_len=i, output_len=o, batch=batch, qps=0.9 * m["capacity_requests_per_s"])
+    assert near["itl_s"] < m["itl_s"] and near["concurrency"] < batch
 
 
 def test_prefill_compute_time_is_the_prompts_share_of_the_mixed_step():

@@ -147,7 +147,7 @@ class Engine:
     changes between compute- and memory-bound in between; a chord, hence an upper bound, otherwise,
     since each operator's roofline is convex in n): a decode step takes a + b*n, and one prompt's
     prefill chunks add c + e*n to the steps that carry them, in `chunks` steps of `mixed` (a
-    column's value at full load). `full` is the decoding count with every slot taken; `slots` the
+    column's value at full load). `full` is the decoding count at full load (`capacity`); `slots` the
     sequences in flight; `prompt_steps` the chunk steps of one prompt, each a decode step plus its
     share (c + e*n) / prompt_steps; `prompt_tokens` the prompt tokens computed and `room` the tokens
     of a step's budget left to prompts once the decodes are in."""
@@ -173,15 +173,20 @@ def prefill_extra(g: Engine, n):
 
 
 def capacity(g: Engine):
-    """Requests/s of a replica at full load, the smaller of two limits, and the mean step there:
-    the slots, each holding a request for its prompt's chunk steps and O - 1 decode steps of mean length
-    t = D(n) + slots * P(n) / (chunks + O - 1), the decode step stretched by the prefills of the requests
-    that replace finished ones (one per slot per cycle); and the step budget, which passes at most
-    1 / `prefill_service` prompts a second. Returns (requests/s, t, whether the budget is the limit)."""
+    """Requests/s of a replica at full load and the mean step there. Each step carries k prompts' worth
+    of chunks, the smaller of two limits: the slots, each holding a request for its prompt's chunk steps
+    and O - 1 decode steps, turn over k = slots / (chunks + O - 1) requests a step; the step's token
+    budget holds k = room / prompt_tokens prompts' tokens beside the decodes (vLLM schedules no more than
+    max_num_batched_tokens a step: vllm/v1/core/sched/scheduler.py). The step is the decode step
+    stretched by those prefills, t = D(n) + k * P(n) (with the budget binding, the mixed step with a full
+    budget), and the replica passes k / t requests a second; n = `full`, k * (O - 1) sequences decoding,
+    where the operating point at that rate arrives (`operating_point`). Returns (requests/s, t, whether
+    the budget is the limit)."""
     cycle = g.prompt_steps + g.output_len - 1.0
-    t = step_time(g, g.full) + g.slots * prefill_extra(g, g.full) / cycle
-    slots, budget = g.slots / (cycle * t), 1.0 / prefill_service(g, g.full)
-    return np.minimum(slots, budget), t, budget < slots
+    turnover, room = g.slots / cycle, g.room / g.prompt_tokens
+    per_step = np.minimum(turnover, room)
+    t = step_time(g, g.full) + per_step * prefill_extra(g, g.full)
+    return per_step / t, t, room < turnover
 
 
 def operating_point(g: Engine, rate, cap=None):
@@ -205,10 +210,11 @@ def operating_point(g: Engine, rate, cap=None):
 
 
 def prefill_service(g: Engine, decoding):
-    """Seconds of step budget one prompt occupies with `decoding` sequences decoding: prompt_tokens /
-    room steps, each a step carrying a chunk."""
-    mixed = step_time(g, decoding) + prefill_extra(g, decoding) / g.prompt_steps
-    return g.prompt_tokens / g.room * mixed
+    """Seconds of step budget one prompt occupies with `decoding` sequences decoding: its share,
+    prompt_tokens / room, of the decode part of the steps whose budget it fills, and its own prefill
+    work; 1 / this at full load is the budget's limit in `capacity` (room / prompt_tokens prompts a
+    step of D + room / prompt_tokens * P)."""
+    return g.prompt_tokens / g.room * step_time(g, decoding) + prefill_extra(g, decoding)
 
 
 def prefill_wait(g: Engine, decoding, rate):

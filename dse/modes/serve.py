@@ -252,10 +252,13 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     one = 0.0 * (slots + i + o + tp + budget + hit + rate_column) + 1.0  # every column shaped like the population
     chunk = np.minimum(prompt, np.maximum(budget - slots, 1.0))  # decodes go first, prompts fill the rest
     steps = np.ceil(prompt / chunk)
-    full = np.maximum(slots * (o - 1.0) / (steps + o - 1.0), 1.0)
+    room = np.maximum(budget - slots, 1.0)
+    # decoding at full load: the slots' turnover or, where fewer prompts fit a step's budget, those
+    # prompts' O - 1 decode steps each (`serving.capacity`)
+    full = np.maximum(np.minimum(slots / (steps + o - 1.0), room / prompt) * (o - 1.0), 1.0)
     scalar = np.ndim(one) == 0
     shape = dict(scalar=scalar, one=one, chunk=chunk, context=i + o / 2.0, prompt=i, steps=steps, full=full,
-                 computed=prompt, room=np.maximum(budget - slots, 1.0))
+                 computed=prompt, room=room)
     (d_one, d_full), (m_one, m_full), t, comm = _step_times(s, n, (1.0, full), shape)
     g = _engine(n, 1.0, full, (d_one, d_full), (m_one, m_full), shape)
     per_replica, itl, budget_bound = serving.capacity(g)
@@ -266,11 +269,12 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     # without --qps the replica runs full: `batch` requests in flight, each replaced as it ends (a closed
     # loop, as a benchmark at fixed concurrency runs it). Where the slots limit it, a prompt waits for
     # room in the step budget as in `serving.prefill_wait`; where the budget does, the requests queue for
-    # it and, by Little's law on the loop, each holds its slot slots / capacity seconds, of which its
-    # prompt's chunk steps and O - 1 decode steps take their share: the rest is its wait
-    wait = np.where(budget_bound, np.maximum(slots / per_replica - chunk_steps - (o - 1.0) * itl, 0.0),
+    # it and, by Little's law on the loop, each is in flight slots / capacity seconds, of which its
+    # overheads, prompt's chunk steps and O - 1 decode steps take their share: the rest is its wait
+    unqueued = serving.REQUEST_S + (0.5 + serving.AHEAD_STEPS) * itl + chunk_steps
+    wait = np.where(budget_bound, np.maximum(slots / per_replica - unqueued - (o - 1.0) * itl, 0.0),
                     serving.prefill_wait(g, full, per_replica)[0])
-    ttft = serving.REQUEST_S + (0.5 + serving.AHEAD_STEPS) * itl + chunk_steps + wait
+    ttft = unqueued + wait
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1.0) * itl,
          "kv_cache_bytes": kv_seq * slots, "max_batch": largest, "concurrency": slots * one,
          "tokens_per_s": per_replica * o * replicas, "capacity_requests_per_s": per_replica * replicas,
