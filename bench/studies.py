@@ -48,21 +48,27 @@ def quality(name: str, samplers: list[str], gp_trials: int) -> None:
             print(f"  {sampler:8} " + "  ".join(cells) + f"   {time.perf_counter() - start:7.1f}")
 
 
-def seeds(name: str, count: int) -> None:
-    """The acceptance check: the default sampler at the study's own trial count, over `count` seeds
-    (the study's own first), as a share of the exact front's hypervolume."""
+def seeds(name: str, count: int, samplers: list[str]) -> None:
+    """The acceptance check: each sampler (`auto` first: the default) at the study's own trial count,
+    over `count` seeds (the study's own first), as a share of the exact front's hypervolume."""
     spec = load(STUDIES / f"{name}.toml")
     exact = sweep(spec)
     hv_exact = fr.hypervolume(exact.front, spec.objectives)
-    ratios = []
-    for seed in range(spec.seed, spec.seed + count):
-        with tempfile.TemporaryDirectory() as tmp:
-            study = Study(spec, storage=str(Path(tmp) / "bench.journal"))
-            study.run(trials=spec.trials, seed=seed)
-            ratios.append(fr.hypervolume(study.front(), spec.objectives) / hv_exact)
-    cells = " / ".join(f"{r:.1%}" for r in ratios)
-    print(f"| {name} | {exact.space_size:,} ({exact.evaluated:,} valid); {len(exact.front)} | {spec.trials:,} "
-          f"({spec.trials / exact.space_size:.1%}) | {cells} | {min(ratios):.1%} |", flush=True)
+    if hv_exact <= 0:
+        print(f"| {name} | - | {exact.space_size:,} ({exact.evaluated:,} valid); {len(exact.front)} | - | no ratio: "
+              "the exact front lies beyond the objectives' reference point (hypervolume 0) | - | - |", flush=True)
+        return
+    for sampler in samplers:
+        ratios, start = [], time.perf_counter()
+        for seed in range(spec.seed, spec.seed + count):
+            with tempfile.TemporaryDirectory() as tmp:
+                study = Study(spec, storage=str(Path(tmp) / "bench.journal"))
+                study.run(trials=spec.trials, seed=seed, sampler=sampler)
+                ratios.append(fr.hypervolume(study.front(), spec.objectives) / hv_exact)
+        cells = " / ".join(f"{r:.1%}" for r in ratios)
+        print(f"| {name} | {sampler} | {exact.space_size:,} ({exact.evaluated:,} valid); {len(exact.front)} | "
+              f"{spec.trials:,} ({spec.trials / exact.space_size:.2%}) | {cells} | {min(ratios):.1%} | "
+              f"{(time.perf_counter() - start) / count:.0f} s |", flush=True)
 
 
 def _checkpoints(trials: int) -> list[int]:
@@ -115,14 +121,16 @@ def main() -> None:
     parser.add_argument("--skip-quality", "--rate-only", action="store_true", help="only the trial rate")
     parser.add_argument("--skip-rate", action="store_true", help="only the front quality")
     parser.add_argument("--seeds", type=int, default=0,
-                        help="only the default sampler at each study's own trial count, over this many seeds")
+                        help="only the acceptance table: samplers at their studies' own trial counts, over N seeds")
+    parser.add_argument("--seed-samplers", nargs="*", default=["auto"], help="the samplers of --seeds")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.seeds:
-        print("| study | space (valid); exact front | trials (share) | hypervolume ratio per seed | min |")
-        print("|---|---|---|---|---|")
+        print("| study | sampler | space (valid); exact front | trials (share) | hypervolume ratio per seed | min "
+              "| seconds a run |")
+        print("|---|---|---|---|---|---|---|")
         for name in args.studies:
-            seeds(name, args.seeds)
+            seeds(name, args.seeds, args.seed_samplers)
         return
     if not args.skip_quality:
         print("front quality: hypervolume of the sampled front / exact front (share of the space evaluated)")

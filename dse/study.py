@@ -1,9 +1,10 @@
 """The one module that talks to Optuna: samplers, storage, resume to a target total, trials asked in
 batches (a whole generation for population samplers) and evaluated through the space, each trial's
-constraint values set in one write (see `_set_constraints`) and its design point, metrics and
-constraint names kept in one user attribute (`RECORD`, a JSON text), and the run that asked it
-(host and process id, `OWNER`, written with the trial) so that a killed run's trials are
-recognised: dse adds two storage writes per trial to what bare Optuna does.
+constraint values and its record (design point, metrics and constraint names as one JSON text,
+`RECORD`) written together (one append on a journal file, see `_record`), and the run that asked it
+(host and process id, `OWNER`) and a population sampler's generation written with the trial's
+creation, so that a killed run's trials are recognised: on a journal file with NSGA-II/III dse
+writes as often per trial as bare Optuna does (one write more elsewhere, two with other samplers).
 
 Many runs or workers share one study through its storage (`run_workers` starts local ones, `dse
 worker` one per host): each draws from its own seed, and a trial its run left RUNNING when killed is
@@ -32,6 +33,7 @@ import optuna
 import pandas as pd
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 
 from dse import front as fr
@@ -220,6 +222,16 @@ class _Distinct:
         self._seen: set[tuple] = set()
         self._finished = 0  # the leading trials of the study, all finished, whose points are in `_seen`
         self._plan: list[dict] = []  # the first generation's points not yet proposed
+
+    def generation(self, study) -> dict:
+        """The system attribute `get_trial_generation` writes on a new trial's first suggestion, computed
+        as Optuna does (the latest generation among the complete trials, the next once it holds
+        `population` of them), so that dse writes it with the trial's creation, not in a write of its own."""
+        key = self._get_generation_key()
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        generations = [t.system_attrs.get(key, -1) for t in complete]
+        latest = max([0, *generations])
+        return {key: latest + int(generations.count(latest) >= self.population_size)}
 
     def infer_relative_search_space(self, study, trial) -> dict:
         return {k: d for k, d in self._space.items() if not d.single()}
@@ -469,9 +481,10 @@ class Study:
         ones. On any error the trials not yet told are marked failed, so none stays RUNNING."""
         asked = []
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        born = study.sampler.generation(study) if isinstance(study.sampler, _Distinct) else {}
         try:
             for _ in range(n):
-                asked.append(_ask(study, waiting))
+                asked.append(_ask(study, waiting, born))
             heart.hold([t._trial_id for t in asked])
             kept = _within_target(study, asked, target)
             for trial in asked:
@@ -517,12 +530,9 @@ class Study:
             if trial not in kept:
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            _set_constraints(trial, table[i])
-            # one JSON text: Optuna deep-copies a trial's attributes when it is told, and a text costs
-            # nothing to copy where a nested dict of ~50 metrics costs ~1 ms a trial
-            trial.set_user_attr(RECORD, json.dumps({"point": _plain(point_records[i]),
-                                                    "metrics": _plain(metric_records[i]),
-                                                    "constraints": self._constraint_keys}))
+            _record(trial, table[i], json.dumps({"point": _plain(point_records[i]),
+                                                 "metrics": _plain(metric_records[i]),
+                                                 "constraints": self._constraint_keys}))
             study.tell(trial, list(values[i]))
         told = np.array([trial in kept for trial in trials])
         return int(told.sum()), values[told & (table <= 0).all(axis=1)]
@@ -683,14 +693,29 @@ def _plain(record: dict) -> dict:
     return out
 
 
-def _set_constraints(trial: optuna.Trial, values: np.ndarray) -> None:
-    """All of a trial's constraint values in one storage write (one `trial.set_constraint` per key
-    costs a synced journal append each): the list under Optuna's "constraints" system attribute,
-    which `FrozenTrial.constraints` reads back as {"0": ..., "1": ...}. Samplers therefore see the
-    same values, one per rule and outcome constraint, in the same order (NSGA-II/III and TPE the
-    feasibility and the sum of positive violations, GP one model per constraint); their names are
-    in the trial's record (`RECORD`, "constraints")."""
-    trial.storage.set_trial_system_attr(trial._trial_id, _CONSTRAINTS_KEY, [float(v) for v in values])
+def _record(trial: optuna.Trial, constraints: np.ndarray, record: str) -> None:
+    """A trial's constraint values and its record (`RECORD`: design point, metrics, constraint names as
+    one JSON text; Optuna deep-copies a trial's attributes when it is told, and a text costs nothing to
+    copy where a nested dict of ~50 metrics costs ~1 ms a trial). The constraint values go in one list
+    under Optuna's "constraints" system attribute, which `FrozenTrial.constraints` reads back as
+    {"0": ..., "1": ...}: samplers see one value per rule and outcome constraint, in the order of the
+    names in the record (NSGA-II/III and TPE the feasibility and the sum of positive violations, GP
+    one model per constraint), as with one `set_constraint` per key, which would cost a write each.
+    On a journal file both go in one append (one lock and one fsync; the two log lines Optuna's own
+    `set_trial_system_attr` and `set_trial_user_attr` would write), elsewhere in two writes."""
+    storage, values = trial.storage, [float(v) for v in constraints]
+    if not isinstance(storage, JournalStorage):
+        storage.set_trial_system_attr(trial._trial_id, _CONSTRAINTS_KEY, values)
+        storage.set_trial_user_attr(trial._trial_id, RECORD, record)
+        return
+    with storage._thread_lock:
+        worker = storage._replay_result.worker_id
+        storage._backend.append_logs([
+            {"op_code": JournalOperation.SET_TRIAL_SYSTEM_ATTR, "worker_id": worker, "trial_id": trial._trial_id,
+             "system_attr": {_CONSTRAINTS_KEY: values}},
+            {"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "worker_id": worker, "trial_id": trial._trial_id,
+             "user_attr": {RECORD: record}}])
+        storage._sync_with_backend()
 
 
 def _complete(study: optuna.Study) -> int:
@@ -707,11 +732,12 @@ def _seed(seed: int | None, done: int, worker: bool) -> int | None:
     return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
 
 
-def _ask(study: optuna.Study, waiting: list[FrozenTrial]) -> optuna.Trial:
+def _ask(study: optuna.Study, waiting: list[FrozenTrial], born: dict | None = None) -> optuna.Trial:
     """`study.ask()`. A trial `waiting` to be asked again (`RETRY`) goes first: taken (RUNNING) in
     one storage write, its run (host and process id, for `_fail_stale`) recorded in a second.
     Otherwise the trial is created with its run in the same write: with a second write, a run killed
-    between the two would leave a RUNNING trial of no known run, waited for `STALE_S` by later runs."""
+    between the two would leave a RUNNING trial of no known run, waited for `STALE_S` by later runs.
+    `born`, the generation of a population sampler (`_Distinct.generation`), goes in that write too."""
     study._thread_local.cached_all_trials = None  # as `Study.ask` does: the sampler sees every trial
     while waiting:
         trial_id = waiting.pop(0)._trial_id
@@ -721,7 +747,8 @@ def _ask(study: optuna.Study, waiting: list[FrozenTrial]) -> optuna.Trial:
                 return optuna.Trial(study, trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs={OWNER: [HOST, os.getpid()]})
+    attrs = {OWNER: [HOST, os.getpid()], **(born or {})}
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs=attrs)
     return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template_trial=template))
 
 
