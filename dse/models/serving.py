@@ -31,14 +31,6 @@ def static_tokens_per_s(batch, output_len, ttft, itl):
     return batch * output_len / (ttft + (output_len - 1) * itl)
 
 
-def continuous_tokens_per_s(batch, output_len, itl, prefill_share):
-    """Continuous batching (Yu et al. 2022, Orca): `batch` slots stay full; each request's prefill
-    yields its first token and its other O - 1 come from decode steps shared by the batch; waiting
-    prompts are prefilled together, each taking `prefill_share` of a batched prefill pass (its time
-    over the prompts it carries). Per replica: batch * O / ((O - 1) * ITL + batch * prefill_share)."""
-    return batch * output_len / ((output_len - 1) * itl + batch * prefill_share)
-
-
 def erlang_c(servers: int, load: float) -> float:
     """Probability an arrival waits in M/M/c with offered load A = lambda*S (Erlang B recursion)."""
     if load >= servers:

@@ -67,7 +67,6 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1) * itl,
          "kv_cache_bytes": kv_seq * b, "max_batch": largest,
          "tokens_per_s": per_replica * replicas,
-         "continuous_tokens_per_s": serving.continuous_tokens_per_s(b, o, itl, prefill / per_pass) * replicas,
          "replicas": replicas, "weights_bytes": s.params * s.weight_bytes + 0.0 * weights,
          "communication_time_s": comm_dec,
          "prefill_compute_time_s": passes * split_phases(t.compute, 2, scalar)[0], "decode_memory_time_s": dec.memory,
