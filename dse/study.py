@@ -43,9 +43,9 @@ from dse.studyfile import SAMPLERS, StudySpec, check_not_empty, check_sampler, l
 
 # The default sampler, chosen by measurement: bench/studies.py prints the hypervolume ratio against
 # trials for every sampler on every shipped study (table in bench/README.md).
-# NSGA-II (with `_Distinct`): at 98% or more of the exact hypervolume on every shipped study, at the
-# study's own trial count (under 10% of its space), seeds 0-2, and a few times faster per trial than
-# TPE (bench/README.md, 2026-11-30)
+# NSGA-II (with `_Distinct`): at 98% or more of the exact hypervolume on every shipped study whose exact
+# front lies within its reference point, at the study's own trial count (under 10% of its space), seeds
+# 0-2, and a few times faster per trial than TPE (bench/README.md, 2026-11-30)
 AUTO = "nsga2"
 POPULATION_SAMPLERS = ("nsga2", "nsga3", "random")
 RECORD = "dse"  # the user attribute holding a trial's design point, metrics and constraint names
