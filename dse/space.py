@@ -25,9 +25,10 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Pow: np.float_power}  # powers in floats: no unbounded integers, overflow gives inf
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
-# Points per group of equal categorical choices below which `Space.evaluate` goes point by point:
-# evaluate_many costs ~7 ms a group, `evaluate` ~0.4 ms a distinct point (crossover near 16 a group
-# on the llama3-8b-serving space; bench/README.md).
+# Points per group of equal categorical choices below which `Space.evaluate` goes point by point
+# (`evaluate`, cached for revisited points) rather than through evaluate_many. Chosen when a group cost
+# ~7 ms; since the column-wise speed work (~0.4 ms a group, ~0.3 ms a distinct point) 300 trials of
+# llama3-8b-serving take the same CPU time, 1.0-1.1 s, with this at 1, 2, 4 or 16 (2026-11-30).
 POINTWISE_BELOW = 16
 _GRAMMAR = ("numbers, names, + - * / // % **, comparisons (== != < <= > >=), `and`, `or`, `not`, "
             "parentheses and `name in [\"a\", \"b\"]`")
