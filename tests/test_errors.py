@@ -198,7 +198,7 @@ GOOD_HARDWARE = '''name = "toy"
 [peak]
 fp16 = { value = 100, unit = "TFLOP/s" }
 [spec]
-memory_capacity = { value = 16, unit = "GiB" }
+memory_capacity = { value = 24, unit = "GiB" }
 memory_bandwidth = { value = 1, unit = "TB/s" }
 '''
 BW = 'memory_bandwidth = { value = 1, unit = "TB/s" }'

@@ -62,3 +62,17 @@ def test_kv_capacity_matches_vllm_block_counts(name, tp, tokens, blocks):
     m = dse.evaluate(workload=name, hardware="h100-sxm", mode="serve", precision="fp16", gpus=tp, tp=tp,
                      input_len=255, output_len=1, max_batched_tokens=tokens)
     assert m["max_batch"] * 256 == pytest.approx(blocks * 16, rel=0.05)
+
+
+def test_infer_mode_counts_the_ecc_and_the_reserve():
+    # Llama-3-8B fp16 weights: 8,030,261,248 x 2 B = 14.96 GiB, under the T4's 16 GiB spec but over what
+    # it leaves: 16 GiB - 1 GiB ECC - 0.1 x 15 GiB reserve = 13.5 GiB (serve mode says the same)
+    m = dse.evaluate(workload="llama-3-8b", hardware="t4", mode="infer", precision="fp16", batch=1, seq_len=128)
+    weights = 8_030_261_248 * 2
+    assert weights / GIB == pytest.approx(14.96, abs=0.01) and weights > 13.5 * GIB
+    assert not m["feasible"]
+    reason = m["infeasible_reasons"][0]
+    assert "ECC 1.1 GB" in reason and "runtime reserve 1.6 GB" in reason and "> 17.2 GB" in reason
+    # on an L4 (22.5 GiB exposed, 0.9 x 22.5 = 20.25 GiB usable) the same weights fit
+    assert dse.evaluate(workload="llama-3-8b", hardware="l4", mode="infer", precision="fp16", batch=1,
+                        seq_len=128)["feasible"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dse.catalog import CNN, Transformer
-from dse.models import cnn, roofline, transformer
+from dse.models import cnn, memory, roofline, transformer
 from dse.modes.setup import Setup, forward_pass
 
 
@@ -20,7 +20,8 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
         checks = [([("weights", weights)], s.device.get("flash"), "of flash"),
                   ([("activations", act)], s.device.memory_capacity, "of SRAM")]
     else:
-        checks = [([("weights", weights), ("activations", act)], s.device.memory_capacity, "of accelerator memory")]
+        parts = [("weights", weights), ("activations", act), *memory.reserved_parts(s.device)]
+        checks = [(parts, s.device.memory_capacity, "of accelerator memory")]
     m = {"latency_s": t.total, "throughput_per_s": batch / t.total, "compute_time_s": t.compute,
          "activity": 1.0 - t.overhead / t.total,
          "memory_time_s": t.memory, "overhead_time_s": t.overhead, "arithmetic_intensity": t.flops / t.bytes,
