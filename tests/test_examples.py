@@ -75,9 +75,11 @@ def test_serving_capacity():
     assert a["max_batch"] == (capacity - weights - working) // kv == 113
     assert a["at_max"]["feasible"] and not a["beyond"]["feasible"]
     assert a["at_max"]["kv_cache_bytes"] > 3.5 * a["at_max"]["weights_bytes"]  # 113 x 512 MiB vs 16.06 GB
-    # fp8 halves the weights and the KV cache; the prompt's activations stay 16-bit (GEMM inputs are
-    # quantized inside the kernels)
-    assert a["by_precision"]["fp8"] == (capacity - weights / 2 - working) // (kv / 2) == 256
+    # fp8 halves the layers' weights and the KV cache; the embedding and LM head (2 x 128,256 x 4,096) stay
+    # 16-bit, as do the prompt's activations (GEMM inputs are quantized inside the kernels)
+    outside = 2 * 128_256 * 4_096 + 4_096
+    fp8_weights = (8_030_261_248 - outside) * 1 + outside * 2
+    assert a["by_precision"]["fp8"] == (capacity - fp8_weights - working) // (kv / 2) == 253
     assert a["all_prompts_in_one_pass"] == (capacity - weights) // (kv + working) == 71
 
 

@@ -162,11 +162,12 @@ def test_gaudi3_elementwise_work_runs_on_its_tpcs():
 
 
 def test_fp8_inference_quantizes_gemm_inputs_only():
-    # Llama-3-8B fp8 on an H100, 4 prompts of 1,000 tokens + 100 out, static batch: weights and KV cache
-    # in 8 bits; the prompts' live activations (input, QKV, SwiGLU intermediates) and logits as in 16 bits
+    # Llama-3-8B fp8 on an H100, 4 prompts of 1,000 tokens + 100 out, static batch: the layers' weights and
+    # the KV cache in 8 bits, the embedding and LM head (2 x V x H) in 16; the prompts' live activations
+    # (input, QKV, SwiGLU intermediates) and logits as in 16 bits
     m = dse.evaluate(workload="llama-3-8b", hardware="h100", mode="serve", precision="fp8", scheduler="static",
                      batch=4, input_len=1000, output_len=100)
-    weights = 8_030_261_248 * 1
+    weights = 8_030_261_248 * 1 + (2 * V * H + H) * 1
     kv = 2 * L * KVD * 1100 * 1 * 4
     work = 4 * (1000 * (2 * H + 2 * KVD + 2 * F) * 2 + V * 4)
     assert m["memory_per_gpu_bytes"] == pytest.approx(weights + kv + work + 0.1 * 80 * 2**30, rel=1e-12)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dse.catalog import CNN, Transformer
 from dse.models import cnn, memory, roofline, transformer
-from dse.modes.setup import Setup, forward_pass
+from dse.modes.setup import Setup, forward_pass, model_weight_bytes
 
 
 def infer(s: Setup, n: dict) -> tuple[dict, list]:
@@ -15,7 +15,7 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
         act = cnn.peak_activation_elements(w) * batch * s.ex.act_bytes
     else:
         act = transformer.inference_activation_bytes(w, batch * seq, batch, s.ex.act_bytes)
-    weights = s.params * s.weight_bytes
+    weights = model_weight_bytes(s)
     if s.device.get("flash"):  # a microcontroller keeps its weights in flash and works in SRAM
         checks = [([("weights", weights)], s.device.get("flash"), "of flash"),
                   ([("activations", act)], s.device.memory_capacity, "of SRAM")]

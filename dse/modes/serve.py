@@ -8,7 +8,16 @@ import numpy as np
 
 from dse import config as cfg
 from dse.models import memory, roofline, serving, transformer
-from dse.modes.setup import Setup, forward_pass, phase_timing, split_phases, stack_phases, tp_link
+from dse.modes.setup import (
+    Setup,
+    forward_pass,
+    model_weight_bytes,
+    phase_timing,
+    run_pass,
+    split_phases,
+    stack_phases,
+    tp_link,
+)
 
 
 def serve(s: Setup, n: dict) -> tuple[dict, list]:
@@ -54,7 +63,7 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     dec = phase_timing(t, 1, 2, scalar)
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, s.ex.kv_bytes)
     kv_share = transformer.kv_rank_share(w, tp)  # KV heads split, replicated past them
-    weights = transformer.weights_per_rank(w, tp) * s.weight_bytes
+    weights = _rank_weights(s, tp)
     act_prompt = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp  # one prompt's live set
     work = (b if n["prefill_batch"] is None else n["prefill_batch"]) * act_prompt
     cap, usable = s.device.memory_capacity, memory.usable_memory(s.device)
@@ -67,7 +76,7 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1) * itl,
          "kv_cache_bytes": kv_seq * b, "max_batch": largest,
          "tokens_per_s": per_replica * replicas,
-         "replicas": replicas, "weights_bytes": s.params * s.weight_bytes + 0.0 * weights,
+         "replicas": replicas, "weights_bytes": model_weight_bytes(s) + 0.0 * weights,
          "communication_time_s": comm_dec,
          "prefill_compute_time_s": passes * split_phases(t.compute, 2, scalar)[0], "decode_memory_time_s": dec.memory,
          "activity": 1.0 - (dec.overhead + comm_dec) / itl,  # decode steps dominate a replica's time
@@ -171,8 +180,7 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     if np.any(tp > 1):
         table = transformer.shard(table, tp, w)
     eff = dataclasses.replace(s.eff, memory=s.eff.memory * serving.STREAM_EFFICIENCY)
-    t = roofline.run(table, ex, eff, bandwidth=s.device.memory_bandwidth, weight_bytes=s.weight_bytes,
-                     tensor_speedup=s.tensor_speedup)
+    t = run_pass(s, table, eff)
     eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0)
     link = n["link_bw"] if np.ndim(n["link_bw"]) == 0 or np.ndim(tp) == 0 else np.tile(
         n["link_bw"], len(tp) // len(n["link_bw"]))  # one link column per phase
@@ -180,6 +188,13 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
                             overhead=serving.STEP_S + eager + 0.0 * t.total)
     return t, comm
+
+
+def _rank_weights(s: Setup, tp):
+    """Weight bytes one of `tp` ranks holds (`transformer.weights_per_rank`; the 16-bit embedding and
+    head of an 8-bit model split over the ranks, vocabulary-parallel)."""
+    return (transformer.weights_per_rank(s.workload, tp) * s.weight_bytes
+            + (model_weight_bytes(s) - s.params * s.weight_bytes) / tp)
 
 
 def _step_times(s: Setup, n: dict, counts: tuple, shape: dict):
@@ -239,7 +254,7 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     prompt = np.maximum(1.0, np.ceil(i * (1.0 - hit)))  # cached tokens are read, not recomputed
     cap = s.device.memory_capacity
     usable = memory.usable_memory(s.device)
-    weights = transformer.weights_per_rank(w, tp) * s.weight_bytes
+    weights = _rank_weights(s, tp)
     kv_share = transformer.kv_rank_share(w, tp)  # KV heads split, replicated past them
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, ex.kv_bytes)
     work = transformer.inference_activation_bytes(w, budget, np.minimum(budget, seqs_default), ex.act_bytes) / tp
@@ -277,7 +292,7 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1.0) * itl,
          "kv_cache_bytes": kv_seq * slots, "max_batch": largest, "concurrency": slots * one,
          "tokens_per_s": per_replica * o * replicas, "capacity_requests_per_s": per_replica * replicas,
-         "replicas": replicas, "weights_bytes": s.params * s.weight_bytes + 0.0 * weights,
+         "replicas": replicas, "weights_bytes": model_weight_bytes(s) + 0.0 * weights,
          "communication_time_s": comm_dec,
          "prefill_compute_time_s": steps * mixed.compute * (1.0 - dec.flops / mixed.flops),  # the prompt's share
          "decode_memory_time_s": dec.memory, "activity": 1.0 - (dec.overhead + comm_dec) / itl,

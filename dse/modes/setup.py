@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from dse import config as cfg
 from dse.catalog import CNN, Accelerator, Transformer, Workload, accuracy_ranges, links, node_for, registry
 from dse.errors import UserInputError
 from dse.models import calibration, cnn, compression, roofline, transformer
-from dse.models.precision import Execution, resolve
+from dse.models.precision import BYTES, Execution, resolve
 from dse.units import format_bytes
 
 
@@ -107,8 +108,73 @@ def forward_pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bo
         table = transformer.pass_ops(w, batch, q_len, kv_len, logit_tokens, s.ex.act_bytes, s.ex.kv_bytes)
         if np.any(tp > 1):
             table = transformer.shard(table, tp, w)
-    return roofline.run(table, s.ex, s.eff, bandwidth=s.device.memory_bandwidth,
-                               weight_bytes=s.weight_bytes, tensor_speedup=s.tensor_speedup)
+    return run_pass(s, table)
+
+
+GEMMS = ("qkv_proj", "out_proj", "mlp", "router", "shared_mlp", "dense_mlp")  # a layer's weight GEMMs
+ELEMENTWISE = ("activation", "norms", "residual")
+
+
+@lru_cache(maxsize=64)
+def sixteen_bit(device: Accelerator) -> Execution:
+    """The 16-bit arithmetic 8-bit (and narrower) GEMM schemes keep outside the layer GEMMs (bf16, or
+    fp16 where the device has no bf16)."""
+    return resolve(device, "bf16", None)
+
+
+@lru_cache(maxsize=256)
+def _pick(all_names: tuple[str, ...], names: tuple[str, ...], invert: bool) -> np.ndarray:
+    return np.flatnonzero([(name in names) != invert for name in all_names])
+
+
+def time_ops(table: roofline.OpTable, names, s: Setup, ex: Execution, invert: bool = False, *,
+             eff: calibration.Efficiency | None = None, weight_bytes: float | None = None,
+             tensor_speedup: float = 1.0) -> roofline.Timing:
+    """Roofline of the operators named (or, with `invert`, of all others) in a pass, in `ex`; weights
+    in `weight_bytes` per element (by default at least 16 bits) and the class efficiency `eff`
+    (by default the setup's)."""
+    pick = _pick(table.names, names, invert)
+    sub = dataclasses.replace(table, names=tuple(table.names[i] for i in pick),
+                              **{f: getattr(table, f)[pick] for f in ("repeat", "weights", "flops_tensor", "rows",
+                                                                       "flops_vector", "act_bytes", "kernels")})
+    return roofline.run(sub, ex, s.eff if eff is None else eff, bandwidth=s.device.memory_bandwidth,
+                        weight_bytes=max(s.weight_bytes, 2.0) if weight_bytes is None else weight_bytes,
+                        tensor_speedup=tensor_speedup)
+
+
+def narrow_gemms(s: Setup) -> bool:
+    """Transformer inference whose arithmetic is narrower than 16 bits (fp8, int8 W8A8, fp4)."""
+    return isinstance(s.workload, Transformer) and s.mode != "train" and BYTES.get(s.ex.compute, 2.0) < 2.0
+
+
+def run_pass(s: Setup, table: roofline.OpTable, eff: calibration.Efficiency | None = None) -> roofline.Timing:
+    """Roofline of an inference pass's operators. FP8 / W8A8 / FP4 schemes quantize the inputs of the
+    layers' linear GEMMs only: attention (QK^T, softmax, PV), element-wise work and the LM head run in
+    16 bits, and the embedding and head are stored in 16 bits. vLLM's fp8 method quantizes `LinearBase`
+    layers (and the KV cache through `Attention`), not the `ParallelLMHead`/`VocabParallelEmbedding`
+    (vllm/model_executor/layers/quantization/fp8.py, `Fp8Config.get_quant_method`, docs.vllm.ai API
+    reference); fp8 checkpoints keep the head out: LLM Compressor recipes `targets: [Linear]`,
+    `ignore: [lm_head]` (huggingface.co/neuralmagic/Llama-3.2-1B-FP8, recipe.yaml) and NVIDIA ModelOpt
+    exports `"exclude_modules": ["lm_head"]` (hf_quant_config.json). An fp8 attention kernel
+    (TensorRT-LLM `use_fp8_context_fmha`) is opt-in and not modelled. Fp8 training splits the pass the
+    same way (dse.modes.train)."""
+    eff = s.eff if eff is None else eff
+    if not narrow_gemms(s):
+        return roofline.run(table, s.ex, eff, bandwidth=s.device.memory_bandwidth, weight_bytes=s.weight_bytes,
+                            tensor_speedup=s.tensor_speedup)
+    gemm = time_ops(table, GEMMS, s, s.ex, eff=eff, weight_bytes=s.weight_bytes, tensor_speedup=s.tensor_speedup)
+    rest = time_ops(table, GEMMS, s, sixteen_bit(s.device), invert=True, eff=eff, weight_bytes=2.0)
+    return roofline.Timing(**{f: getattr(gemm, f) + getattr(rest, f) for f in roofline.Timing.__slots__})
+
+
+def model_weight_bytes(s: Setup) -> float:
+    """Bytes of the whole model's weights as stored: under 8-bit (or narrower) GEMMs the embedding and
+    LM head stay 16-bit (see `run_pass`)."""
+    total = s.params * s.weight_bytes
+    if not narrow_gemms(s):
+        return total
+    outside = s.params - s.workload.layers * transformer.layer_weights(s.workload)  # embedding, head, final norm
+    return total + outside * (2.0 - s.weight_bytes)
 
 
 def stack_phases(scalar: bool, *columns):

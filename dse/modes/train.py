@@ -31,42 +31,15 @@ al. 2023, "PyTorch FSDP", section 3.3); pipeline sends and receives are blocking
 """
 from __future__ import annotations
 
-from dataclasses import replace
-from functools import lru_cache
-
 import numpy as np
 import pandas as pd
 
-from dse.catalog import CNN, Accelerator, Transformer
+from dse.catalog import CNN, Transformer
 from dse.models import cnn, memory, roofline, training, transformer
 from dse.models import communication as comm
-from dse.models.precision import Execution, resolve
-from dse.modes.setup import Setup, relabel
+from dse.modes.setup import ELEMENTWISE, GEMMS, Setup, relabel, sixteen_bit, time_ops
 
-GEMMS = ("qkv_proj", "out_proj", "mlp", "router", "shared_mlp", "dense_mlp")
-ELEMENTWISE = ("activation", "norms", "residual")
 ATTENTION_BACKWARD = 2.5  # FlashAttention-2 backward over forward (Dao 2023)
-
-
-@lru_cache(maxsize=64)
-def _sixteen_bit(device: Accelerator) -> Execution:
-    """The 16-bit arithmetic fp8 training keeps outside the layer GEMMs."""
-    return resolve(device, "bf16", None)
-
-
-@lru_cache(maxsize=256)
-def _pick(all_names: tuple[str, ...], names: tuple[str, ...], invert: bool) -> np.ndarray:
-    return np.flatnonzero([(name in names) != invert for name in all_names])
-
-
-def _time(table: roofline.OpTable, names, s: Setup, ex: Execution, invert: bool = False) -> roofline.Timing:
-    """Roofline of the operators named (or, with `invert`, of all others) in a pass."""
-    pick = _pick(table.names, names, invert)
-    sub = replace(table, names=tuple(table.names[i] for i in pick),
-                  **{f: getattr(table, f)[pick] for f in ("repeat", "weights", "flops_tensor", "rows", "flops_vector",
-                                                           "act_bytes", "kernels")})
-    return roofline.run(sub, ex, s.eff, bandwidth=s.device.memory_bandwidth, weight_bytes=max(s.weight_bytes, 2.0),
-                        tensor_speedup=1.0)
 
 
 def _per_rank(t: roofline.Timing, tp, back):
@@ -131,7 +104,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     per_node = n["gpus_per_node"]
     m = gb / (dp * mb)  # micro-batches per step (gradient accumulation)
     fp8 = s.ex.compute == "fp8"
-    ex16 = _sixteen_bit(s.device) if fp8 else s.ex
+    ex16 = sixteen_bit(s.device) if fp8 else s.ex
     act = ex16.act_bytes  # activations, saved tensors and messages in 16 bits under fp8
     eta = s.eff.collective
     up_bw, up_lat = n["link_bw"] * eta, n["link_latency"]
@@ -147,10 +120,10 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
                                  expert_group=distinct[2])
     # the layer's GEMMs and element-wise work (one roofline when they share the arithmetic), attention,
     # and the embedding and LM head
-    gemm = _time(table, GEMMS if fp8 else (*GEMMS, *ELEMENTWISE), s, s.ex)
-    attn = _time(table, ("attention",), s, ex16)
-    head = _time(table, (*GEMMS, "attention", *ELEMENTWISE), s, ex16, invert=True)
-    parts = [gemm, attn, head] + ([_time(table, ELEMENTWISE, s, ex16)] if fp8 else [])
+    gemm = time_ops(table, GEMMS if fp8 else (*GEMMS, *ELEMENTWISE), s, s.ex)
+    attn = time_ops(table, ("attention",), s, ex16)
+    head = time_ops(table, (*GEMMS, "attention", *ELEMENTWISE), s, ex16, invert=True)
+    parts = [gemm, attn, head] + ([time_ops(table, ELEMENTWISE, s, ex16)] if fp8 else [])
     # tensor parallelism with sequence parallelism splits every operator's FLOP and bytes (heads, MLP
     # columns, vocabulary, and the sequence for norms and residual adds; the GEMM rows stay), so each
     # operator's roofline time divides by tp; kernel launches do not
@@ -179,7 +152,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     tp_pass = 2.0 * transformer.tp_syncs_per_layer(w) * ag_tp  # one layer's TP traffic in one pass
     tp_mb = layers * passes * tp_pass
     if np.any(n["tp_overlap"]):  # the GEMMs alone (fp8 timed them apart from the element-wise work)
-        gemm_layer = (g if fp8 else _per_rank(_time(table, GEMMS, s, s.ex), tp, back)) / L
+        gemm_layer = (g if fp8 else _per_rank(time_ops(table, GEMMS, s, s.ex), tp, back)) / L
         tp_mb = np.where(n["tp_overlap"] > 0,
                          layers * _tp_exposed(tp_pass, gemm_layer, passes, s.eff.interference), tp_mb)
     # context parallelism: K and V gathered in the forward, gathered again and their gradients
