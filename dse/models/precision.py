@@ -91,13 +91,13 @@ def resolve(device: Accelerator, precision: str, weight_precision: str | None) -
         notes.append(f"weights stored in {stored} ({weight_bytes:g} B/element), arithmetic in {compute}: "
                      "dequantization adds element-wise work inside each weight GEMM")
     # GPUs and accelerators run element-wise and depthwise work on vector units: the spec's vector fp32
-    # rate where the fp32 peak is a matrix figure (AMD CDNA), else the fp32 peak (NVIDIA CUDA cores),
-    # else the published vector bf16 rate of chips whose matrix engines do nothing else (Gaudi 3's TPCs);
+    # rate where the fp32 peak is a matrix figure (AMD CDNA), or the published vector bf16 rate of chips
+    # whose matrix engines do nothing else (Gaudi 3's TPCs), else the fp32 peak (NVIDIA CUDA cores);
     # an MCU has one SIMD datapath, which runs all of it at the arithmetic's rate (CMSIS-NN kernels)
     if device.device_class == "mcu":
         vector = device.peak(compute)
     else:
-        vector = device.get("vector_fp32") or device.peak("fp32") or device.get("vector_bf16")
+        vector = device.get("vector_fp32") or device.get("vector_bf16") or device.peak("fp32")
         if vector is None:
             vector = device.peak(compute)
             notes.append(f"{device.name} publishes no vector fp32 rate: element-wise work is timed at its "
