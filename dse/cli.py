@@ -57,6 +57,9 @@ def _eval_parser(sub) -> None:
     p.add_argument("--recompute", help="activation recomputation: none | selective | full (train)")
     p.add_argument("--scheduler", help="serve: continuous (default; continuous batching with chunked prefill) | "
                    "static (whole batches)")
+    p.add_argument("--decode-attention", help="serve: grouped (default; one read of a KV head's cache serves its "
+                   "query heads) | per-head (one read per query head, as kernels before FlashAttention-2's decode "
+                   "path and TensorRT-LLM's XQA)")
     for key, spec in cfg.NUMERIC.items():
         p.add_argument(cfg.option(key), dest=key, metavar="X", help=spec.help)
     money = p.add_argument_group("economics (with --tokens or --duration-days)")

@@ -10,6 +10,7 @@ import numpy as np
 
 from dse.catalog import PRECISIONS, Accelerator, Transformer, Workload, load_hardware_file, load_workload_file, registry
 from dse.errors import UnknownNameError, UserInputError
+from dse.models.transformer import DECODE_ATTENTION
 from dse.units import parse_quantity
 
 if TYPE_CHECKING:
@@ -104,7 +105,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mode": MODES, "precision": PRECISIONS, "weight_precision": PRECISIONS, "recompute": RECOMPUTE,
     "purchase": ("rent", "rent-reserved", "rent-gpu-cloud", "buy"),
     "scheduler": ("continuous", "static"),
+    "decode_attention": DECODE_ATTENTION,
 }
+ENGINE_CHOICES = ("scheduler", "decode_attention")  # serve mode's engine choices
 # Which options each mode uses; any other option given is refused rather than ignored.
 _PIPELINE = {"cpu_workers", "worker_bw", "storage_bw", "sample_bytes"}
 _ECONOMICS = {k for k in ECONOMICS if k in NUMERIC and k != "repair_hours"}
@@ -143,6 +146,7 @@ def _first(value) -> tuple[object, str]:
 NAMES = ("workload", "workload_file", "hardware", "hardware_file", "sparsity", "region")
 ALL_KEYS = (*NAMES, *CHOICES, *NUMERIC)
 DEFAULTS = {"mode": "infer", "precision": "fp16", "recompute": "none", "purchase": "rent", "scheduler": "continuous",
+            "decode_attention": "grouped",
             "batch": 1, "zero": 0, "tp_overlap": 0,
             "input_len": 512, "output_len": 128, "gpus_per_node": 8, "tp": 1, "pp": 1, "cp": 1, "ep": 1,
             "vp": 1}
@@ -261,14 +265,16 @@ def plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def engine_options(n: dict, given: dict, scheduler: str | None, s: Setup) -> None:
-    """The serving engine's options (DESIGN.md 4.1): `--scheduler` (serve mode only), and what each
-    scheduler uses: `--max-batched-tokens` and `--prefix-cache-hit` for continuous batching,
-    `--prefill-batch` for static batches. Sets n["scheduler"]; under continuous batching an absent
-    --batch is None (the engine takes what the KV cache holds, `dse.modes.serve`)."""
-    if scheduler is not None and s.mode != "serve":
-        raise UserInputError("--scheduler", scheduler, f"left out in {s.mode} mode (it applies to serve)")
-    n["scheduler"] = scheduler or DEFAULTS["scheduler"]
+def engine_options(n: dict, given: dict, chosen: dict, s: Setup) -> None:
+    """The serving engine's options (DESIGN.md 4.1): the `chosen` ENGINE_CHOICES, `--scheduler` and
+    `--decode-attention` (serve mode only), and what each scheduler uses: `--max-batched-tokens` and
+    `--prefix-cache-hit` for continuous batching, `--prefill-batch` for static batches. Sets
+    n["scheduler"] and n["decode_attention"]; under continuous batching an absent --batch is None
+    (the engine takes what the KV cache holds, `dse.modes.serve`)."""
+    for key in ENGINE_CHOICES:
+        if chosen.get(key) is not None and s.mode != "serve":
+            raise UserInputError(option(key), chosen[key], f"left out in {s.mode} mode (it applies to serve)")
+        n[key] = chosen.get(key) or DEFAULTS[key]
     if s.mode != "serve":
         return
     if n["scheduler"] == "static":

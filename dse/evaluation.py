@@ -46,15 +46,15 @@ def _point(kwargs: dict, notes: list | None) -> tuple:
     given = {k: v for k, v in kwargs.items() if v is not None}
     w = cfg.resolve_workload(given.get("workload"), given.get("workload_file"))
     dev = cfg.resolve_hardware(given.get("hardware"), given.get("hardware_file"))
-    mode, precision, weight_precision, recompute, scheduler = (
+    mode, precision, weight_precision, recompute = (
         cfg.check_choice(k, given[k]) if k in given else cfg.DEFAULTS.get(k)
-        for k in ("mode", "precision", "weight_precision", "recompute", "scheduler"))
+        for k in ("mode", "precision", "weight_precision", "recompute"))
     s = _setup(w, dev, dict(mode=mode, precision=precision, weight_precision=weight_precision, recompute=recompute),
                given.get("sparsity"), "precision" in given)
     purchase = cfg.check_choice("purchase", given["purchase"]) if "purchase" in given else cfg.DEFAULTS["purchase"]
     nums = {k: cfg.check_number(k, v) for k, v in given.items() if k in cfg.NUMERIC}
     n = cfg.numbers(nums, s)  # refuses options the mode does not use (e.g. --tokens in serve) first
-    cfg.engine_options(n, nums, scheduler if "scheduler" in given else None, s)
+    cfg.engine_options(n, nums, {k: cfg.check_choice(k, given[k]) for k in cfg.ENGINE_CHOICES if k in given}, s)
     cfg.check_horizon(given, purchase)
     site = _site_cached(dev, given.get("region"), purchase) if _horizon(given) else None
     m, checks = MODELS[s.mode](s, n)
@@ -116,7 +116,7 @@ def evaluate_point(**kwargs) -> Result:
     w = s.workload
     shown = {k: cfg.plain(v) for k, v in n.items() if (k in given or k == "gpus" or (
         k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))) and k in cfg.NUMERIC}
-    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase", "scheduler")
+    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase", *cfg.ENGINE_CHOICES)
               if k in given}
     config = {"workload": w.name, "hardware": s.device.name, "mode": s.mode, "precision": s.precision, **chosen,
               **shown}
@@ -179,7 +179,7 @@ def _setup(w, dev, cats: dict, sparsity, precision_given: bool) -> Setup:
 _site_cached = lru_cache(maxsize=4096)(economics.site)
 
 CATEGORICAL = ("workload", "workload_file", "hardware", "hardware_file", "mode", "precision",
-               "weight_precision", "sparsity", "recompute", "region", "purchase", "scheduler")
+               "weight_precision", "sparsity", "recompute", "region", "purchase", *cfg.ENGINE_CHOICES)
 
 
 def _column(values: np.ndarray, key: str) -> np.ndarray:
@@ -325,7 +325,7 @@ def _evaluate_frame(frame: pd.DataFrame) -> pd.DataFrame:
             part = {k: v[start:start + chunk] for k, v in nums.items()}
             with _at_rows(rows, start):
                 n = cfg.numbers(part, s)
-                cfg.engine_options(n, part, cats["scheduler"] if "scheduler" in present else None, s)
+                cfg.engine_options(n, part, {k: cats[k] for k in cfg.ENGINE_CHOICES if k in present}, s)
                 cfg.check_horizon(present, cats["purchase"])
                 if _horizon(present):
                     site = _site_cached(dev, c["region"], cats["purchase"])

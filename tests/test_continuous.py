@@ -232,7 +232,8 @@ def test_evaluate_many_matches_evaluate():
 @pytest.mark.parametrize("option,value,words", [
     ("max_batched_tokens", 0, ">= 1"), ("max_batched_tokens", 10**6, "context of 8192"),
     ("prefix_cache_hit", 1.0, "< 1"), ("prefix_cache_hit", -0.1, ">= 0"), ("qps", 0, "> 0"),
-    ("scheduler", "continous", "continuous"), ("prefill_batch", 4, "scheduler static")])
+    ("scheduler", "continous", "continuous"), ("prefill_batch", 4, "scheduler static"),
+    ("decode_attention", "perhead", "grouped, per-head")])
 def test_bad_engine_options_are_named(option, value, words):
     with pytest.raises(dse.UserInputError) as err:
         dse.evaluate(**SERVE, batch=8, **{option: value})
@@ -262,8 +263,38 @@ def test_engine_steps_pay_a_step_overhead_not_kernel_launches():
     s = setup(registry("workloads").get("llama-3-8b", "w"), registry("hardware").get("h100", "h"), "serve", "fp16",
               None, None, "none")
     n = numbers({"batch": 8.0}, s)
-    engine_options(n, {"batch": 8.0}, None, s)
+    engine_options(n, {"batch": 8.0}, {}, s)
     decode, _ = sv._steps(s, n, 8.0, 600.0, 0.0, 512.0, 1.0)
     mixed, _ = sv._steps(s, n, 8.0, 600.0, 512.0, 512.0, 1.0)
     assert float(decode.overhead) == serving.STEP_S
     assert float(mixed.overhead) == pytest.approx(serving.STEP_S + 32 * s.eff.launch)
+
+
+def test_decode_attention_per_head_streams_the_kv_once_per_query_head():
+    # Llama-2-70B: 64 query heads, 8 KV heads of 128, 80 layers. A per-head kernel streams each KV head's
+    # cache once per query head on the rank: 8 times at tp 2; at tp 16 each rank holds 4 query heads
+    # and one (replicated) KV head: 4 times.
+    from dse.catalog import registry
+    from dse.models import transformer
+    w = registry("workloads").get("llama-2-70b", "w")
+    assert transformer.decode_kv_streams(w, 2, "per-head") == 8
+    assert transformer.decode_kv_streams(w, 16, "per-head") == 4
+    assert transformer.decode_kv_streams(w, 2, "grouped") == 1
+    # a static batch of 64 at 2,048 in / 2,048 out on 2 H100s in fp8 (fp8 KV cache, 1 B): each decode
+    # step reads 64 sequences x mean context 3,072 x 80 layers x 2 x 8 x 128 elements / 2 ranks; the
+    # per-head kernel reads it 7 more times at 3.35 TB/s x 0.9 (the class's bandwidth efficiency)
+    kw = dict(workload="llama-2-70b", hardware="h100", mode="serve", precision="fp8", batch=64, tp=2,
+              input_len=2048, output_len=2048, scheduler="static")
+    grouped, per_head = dse.evaluate(**kw), dse.evaluate(**kw, decode_attention="per-head")
+    extra = 7 * 64 * 3072 * 80 * 2 * 8 * 128 * 1.0 / 2 / (3.35e12 * 0.9)
+    assert per_head["decode_memory_time_s"] - grouped["decode_memory_time_s"] == pytest.approx(extra, rel=1e-9)
+    assert per_head["itl_s"] - grouped["itl_s"] == pytest.approx(extra, rel=1e-9)
+    # under continuous batching the decode part of every step streams the cache 8 times too
+    cont = {k: v for k, v in kw.items() if k != "scheduler"}
+    assert dse.evaluate(**cont, decode_attention="per-head")["itl_s"] > 1.5 * dse.evaluate(**cont)["itl_s"]
+
+
+def test_decode_attention_applies_to_serve_only():
+    with pytest.raises(dse.UserInputError) as err:
+        dse.evaluate(workload="llama-3-8b", hardware="h100", mode="infer", decode_attention="per-head")
+    assert "decode_attention" in str(err.value) and "serve" in str(err.value)

@@ -289,7 +289,7 @@ def _stack(values: list) -> np.ndarray:
 
 
 def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: float, kv_bytes: float,
-             expert_group=1.0) -> OpTable:
+             expert_group=1.0, kv_streams=1.0) -> OpTable:
     """Operators of one forward pass over `q_len` new tokens per sequence attending to `kv_len`.
 
     Prefill and encoders: q_len = kv_len = sequence length. Decode: q_len = 1, kv_len = context.
@@ -297,10 +297,12 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
     `expert_group`: expert parallelism over that many ranks, each holding 1/group of the experts and
     receiving the tokens all of them route there (GShard, Lepikhin et al. 2021, section 2.2): the
     FLOP per rank stay those of its own tokens, each local expert's GEMM has `group` times the rows.
+    `kv_streams`: times the attention kernel streams each KV head's cache (`decode_kv_streams`).
     Works on floats (one design point) or numpy columns (a population).
     """
     names, repeat, kernels, row_kind, weights, ft, fv, act, kv_act = operator_table(w, act_bytes, kv_bytes)
     u, row_counts, touched = _pass_terms(w, batch, q_len, kv_len, logit_tokens, expert_group)
+    u[3] = u[3] * kv_streams
     return OpTable(names=names, repeat=repeat, weights=_weights_read(w, names, weights, touched, u.ndim),
                    flops_tensor=ft @ u, rows=row_counts[row_kind], flops_vector=fv @ u, act_bytes=act @ u,
                    kernels=kernels, kv_bytes=kv_act @ u)
@@ -410,6 +412,26 @@ def kv_rank_share(w: Transformer, tp):
     return 1.0 / np.minimum(tp, kv_groups(w))
 
 
+# Decode attention kernels (`--decode-attention`): "grouped" serves all the query heads of a KV head from
+# one read of its cache (FlashAttention-2's decode path, FlashInfer, TensorRT-LLM's XQA kernel from v0.8);
+# "per-head" runs one query head per thread block, each streaming its KV head's cache (TensorRT-LLM's
+# masked multi-head attention before XQA; vLLM's PagedAttention V1/V2 kernels, grid heads x sequences).
+DECODE_ATTENTION = ("grouped", "per-head")
+
+
+def decode_kv_streams(w: Transformer, tp, kernel: str):
+    """Times a decode step streams each KV head's cache on a rank: 1 for a grouped kernel; for a
+    per-head one the rank's query heads per KV head it holds, (heads / tp) / (kv_groups / min(tp,
+    kv_groups)): 8 for Llama-2-70B (64 heads, 8 KV heads) at tp <= 8. An upper bound on the DRAM
+    traffic: it leaves out the L2 hits of a group's thread blocks running together. TensorRT-LLM
+    measured what the grouped kernel saves on Llama-2-70B, fp8, 128 in / 2048 out: 1,227 -> 2,941
+    output tokens/s per H200 (2.4x; NVIDIA, "New XQA-kernel provides 2.4x more Llama-70B throughput
+    within the same latency budget", TensorRT-LLM blog, 2024-01-30)."""
+    if kernel == "grouped":
+        return 1.0
+    return w.heads / tp / (kv_groups(w) * kv_rank_share(w, tp))
+
+
 def weights_per_rank(w: Transformer, tp):
     """Weight elements one of `tp` ranks holds: 1/tp of the model, plus whole copies of the K/V
     projections beyond the KV heads (1/min(tp, kv_groups) of them per layer instead of 1/tp)."""
@@ -424,15 +446,18 @@ def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: f
                                                                   latency)
 
 
-def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float, kv_bytes: float) -> OpTable:
+def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float, kv_bytes: float,
+              kv_streams=1.0) -> OpTable:
     """One engine step under continuous batching with chunked prefill (Yu et al. 2022, Orca, section 4;
     Agrawal et al. 2024, Sarathi-Serve, section 4): `decoding` sequences each add one token at mean
     context `context`, and one prompt of `prompt` tokens contributes a chunk of `chunk` new tokens that
     attend to the prompt up to the middle chunk. The two parts run as one batch: their monomials (FLOP
     and activation bytes) add, the weights are read once (for mixture-of-experts, the experts the
-    larger part touches), and each GEMM's rows M are the step's tokens."""
+    larger part touches), and each GEMM's rows M are the step's tokens. The decode part streams each
+    KV head's cache `kv_streams` times (`decode_kv_streams`)."""
     names, repeat, kernels, row_kind, weights, ft, fv, act, kv_act = operator_table(w, act_bytes, kv_bytes)
     u_d, rows_d, touched_d = _pass_terms(w, decoding, 1.0, context, 1.0)
+    u_d[3] = u_d[3] * kv_streams
     u_p, rows_p, touched_p = _pass_terms(w, 1.0, chunk, prompt - (prompt - chunk) / 2.0, 1.0)
     u = u_d + u_p
     return OpTable(names=names, repeat=repeat,

@@ -49,8 +49,9 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     passes = np.ceil(b / (b if n["prefill_batch"] is None else n["prefill_batch"]))
     per_pass = b / passes
     tps = stack_phases(scalar, tp, tp)
+    streams = stack_phases(scalar, one, transformer.decode_kv_streams(w, tp, n["decode_attention"]) * one)
     t = forward_pass(s, stack_phases(scalar, per_pass, b), stack_phases(scalar, i, one),
-                     stack_phases(scalar, i, i + o / 2.0), 1.0, tp=tps)
+                     stack_phases(scalar, i, i + o / 2.0), 1.0, tp=tps, kv_streams=streams)
     if scalar and tp == 1:  # one GPU per replica: nothing to all-reduce
         comm = np.zeros(2)
     else:
@@ -176,7 +177,8 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     Graphs" design note, 2025); weights and KV stream at `serving.STREAM_EFFICIENCY` of the device
     class's bandwidth efficiency; and the TP all-reduces of the step's tokens, in 16 bits."""
     w, ex = s.workload, s.ex
-    table = transformer.mixed_ops(w, decoding, context, chunk, prompt, ex.act_bytes, ex.kv_bytes)
+    table = transformer.mixed_ops(w, decoding, context, chunk, prompt, ex.act_bytes, ex.kv_bytes,
+                                  transformer.decode_kv_streams(w, tp, n["decode_attention"]))
     if np.any(tp > 1):
         table = transformer.shard(table, tp, w)
     eff = dataclasses.replace(s.eff, memory=s.eff.memory * serving.STREAM_EFFICIENCY)

@@ -99,13 +99,16 @@ def setup(workload: Workload, device: Accelerator, mode: str, precision: str, we
                  cnn.parameters(workload) if isinstance(workload, CNN) else transformer.parameters(workload))
 
 
-def forward_pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = False, tp=1) -> roofline.Timing:
-    """Roofline timing of one forward pass of the workload (per GPU under tensor parallelism)."""
+def forward_pass(s: Setup, batch, q_len, kv_len, logit_tokens, training_pass: bool = False, tp=1,
+                 kv_streams=1.0) -> roofline.Timing:
+    """Roofline timing of one forward pass of the workload (per GPU under tensor parallelism); the
+    attention streams each KV head's cache `kv_streams` times (`transformer.decode_kv_streams`)."""
     w = s.workload
     if isinstance(w, CNN):
         table = cnn.pass_ops(w, batch, s.ex.act_bytes, training_pass)
     else:
-        table = transformer.pass_ops(w, batch, q_len, kv_len, logit_tokens, s.ex.act_bytes, s.ex.kv_bytes)
+        table = transformer.pass_ops(w, batch, q_len, kv_len, logit_tokens, s.ex.act_bytes, s.ex.kv_bytes,
+                                     kv_streams=kv_streams)
         if np.any(tp > 1):
             table = transformer.shard(table, tp, w)
     return run_pass(s, table)
