@@ -279,11 +279,11 @@ def engine_options(n: dict, given: dict, chosen: dict, s: Setup) -> None:
         return
     if n["scheduler"] == "static":
         for key in ("max_batched_tokens", "prefix_cache_hit"):
-            require(n[key] is None, key, n[key], "used only with --scheduler continuous (a static batch prefills "
-                    "whole prompts and decodes to the end)")
+            _refuse_given(n, key, "used only with --scheduler continuous (a static batch prefills whole prompts "
+                          "and decodes to the end)")
         return
-    require(n["prefill_batch"] is None, "prefill_batch", n["prefill_batch"], "used only with --scheduler static: "
-            "continuous batching prefills prompts in chunks of --max-batched-tokens")
+    _refuse_given(n, "prefill_batch", "used only with --scheduler static: continuous batching prefills prompts in "
+                  "chunks of --max-batched-tokens")
     if "batch" not in given:
         n["batch"] = None
     budget, context = n["max_batched_tokens"], float(s.workload.seq_len)
@@ -292,6 +292,13 @@ def engine_options(n: dict, given: dict, chosen: dict, s: Setup) -> None:
                 f"{context:.0f} tokens")
         require(n["batch"] <= budget if n["batch"] is not None else True, "batch", n["batch"],
                 "at most --max-batched-tokens ({}): every sequence in flight takes a token of each step", budget)
+
+
+def _refuse_given(n: dict, key: str, allowed: str) -> None:
+    """Refuse an option that was given (for a column, naming its first row) where it does not apply."""
+    if n[key] is not None:
+        value, row = _first(n[key])
+        raise UserInputError(option(key), value, allowed, hint=row)
 
 
 def numbers(given: dict, s: Setup) -> dict:

@@ -142,6 +142,13 @@ def test_frame_error_shows_the_rows_value_not_the_column():
     assert "array(" not in msg and len(msg) < 200
 
 
+def test_frame_option_given_where_the_scheduler_does_not_use_it_shows_one_value():
+    frame = pd.DataFrame(dict(BASE, mode="serve", scheduler="static", prefix_cache_hit=[0.5, 0.2]))
+    msg = error_of(dse.evaluate_many, frame)
+    assert msg.startswith("prefix_cache_hit = 0.5 is not allowed: used only with scheduler continuous")
+    assert "(row 0)" in msg and "array(" not in msg
+
+
 def test_overlong_name_is_shortened():
     msg = error_of(dse.evaluate, workload="x" * 100_000, hardware="h100")
     assert len(msg) < 300 and "(100,000 characters)" in msg
