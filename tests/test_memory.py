@@ -1,6 +1,7 @@
 """Usable memory: ECC on GDDR cards and the runtime reserve (`dse.models.memory`), in serving and training."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import dse
@@ -26,15 +27,41 @@ def test_ecc_takes_a_sixteenth_of_gddr(name, spec_gib, visible_gib):
 
 def test_l40s_serving_holds_what_45_gib_leave():
     # Llama-3-8B fp16 on an L40S at 2k context, continuous batching: vLLM's small-GPU defaults
-    # (2,048 batched tokens); 0.9 x 45 GiB less the weights and a full step's activations, in KV of 256 MiB
+    # (2,048 batched tokens); 0.9 x 45 GiB less the weights, a full step's activations and the engine's
+    # 0.13 GiB of library workspaces, in KV of 256 MiB
     m = dse.evaluate(workload="llama-3-8b", hardware="l40s", mode="serve", precision="fp16",
                      input_len=2047, output_len=1)
     weights = 8_030_261_248 * 2
     work = 2048 * (2 * 4096 + 2 * 1024 + 2 * 14336) * 2 + 256 * 128256 * 4  # 2,048 tokens + 256 logit rows
     kv = 2 * 32 * 8 * 128 * 2048 * 2
-    assert m["max_batch"] == (0.9 * 45 * GIB - weights - work) // kv == 101
-    # the spec sheet's 48 GiB would have held (0.9 * 48 GiB - ...) // kv = 111: ECC costs 10 requests
-    assert (0.9 * 48 * GIB - weights - work) // kv == 111
+    assert m["max_batch"] == (0.9 * 45 * GIB - 0.13 * GIB - weights - work) // kv == 100
+    # without the workspaces 101 would fit (40.5 GiB - 14.96 - 0.27 = 25.27 GiB of 0.25 GiB requests);
+    # the spec sheet's 48 GiB would have held (0.9 * 48 GiB - ...) // kv = 111: ECC costs 11 requests
+    assert (0.9 * 45 * GIB - weights - work) // kv == 101
+    assert (0.9 * 48 * GIB - 0.13 * GIB - weights - work) // kv == 111
+
+
+def test_engine_workspaces_per_rank():
+    # 0.13 GiB of library workspaces on every rank, 0.42 GiB more of communication buffers in a TP group
+    # (vLLM v0.11.0 on an H100: 0.13 GiB at TP 1, 0.55 GiB at TP 2), kept per rank beyond TP 2
+    assert memory.engine_workspaces(1) == 0.13 * GIB
+    assert memory.engine_workspaces(2) == memory.engine_workspaces(8) == pytest.approx(0.55 * GIB, rel=1e-12)
+    assert list(memory.engine_workspaces(np.array([1, 2, 4]))) == pytest.approx([0.13 * GIB, 0.55 * GIB,
+                                                                                   0.55 * GIB], rel=1e-12)
+
+
+def test_tp_serving_places_the_communication_buffers():
+    # Llama-3-8B fp16 on 2 H100s at 2k context, 2,048 batched tokens (H100 default: 1,024 sequences, so
+    # 1,024 logit rows): each rank holds half the weights, half the step's activations and half the KV
+    # heads (8 of them, tp 2), and 0.55 GiB of workspaces and communication buffers
+    m = dse.evaluate(workload="llama-3-8b", hardware="h100-sxm", mode="serve", precision="fp16", gpus=2, tp=2,
+                     input_len=2047, output_len=1, max_batched_tokens=2048)
+    weights = 8_030_261_248 * 2 / 2
+    work = (2048 * (2 * 4096 + 2 * 1024 + 2 * 14336) * 2 + 1024 * 128256 * 4) / 2
+    kv = 2 * 32 * 8 * 128 * 2048 * 2 / 2  # 128 MiB per sequence per rank
+    assert m["max_batch"] == (0.9 * 80 * GIB - 0.55 * GIB - weights - work) // kv == 509
+    # the 0.42 GiB of communication buffers cost 0.42 GiB / 128 MiB = 3.4 sequences: 512 without them
+    assert (0.9 * 80 * GIB - 0.13 * GIB - weights - work) // kv == 512
 
 
 def test_reasons_name_the_ecc_and_the_reserve():
@@ -56,9 +83,9 @@ VLLM_BLOCKS = [("llama-2-7b", 1, 2048, 7463), ("mistral-nemo-12b", 1, 2048, 1925
 
 @pytest.mark.parametrize("name, tp, tokens, blocks", VLLM_BLOCKS)
 def test_kv_capacity_matches_vllm_block_counts(name, tp, tokens, blocks):
-    """max_batch is what the KV cache holds once weights, a full step's activations and the runtime
-    reserve are placed: in 256-token sequences, within 5% of the tokens vLLM's blocks hold (dse counts
-    no CUDA-graph or sampler memory, so it sits 0-4% above)."""
+    """max_batch is what the KV cache holds once weights, a full step's activations, the engine's
+    workspaces and the runtime reserve are placed: in 256-token sequences, within 5% of the tokens
+    vLLM's blocks hold (dse counts no CUDA-graph or sampler memory, so it sits 1-4% above)."""
     m = dse.evaluate(workload=name, hardware="h100-sxm", mode="serve", precision="fp16", gpus=tp, tp=tp,
                      input_len=255, output_len=1, max_batched_tokens=tokens)
     assert m["max_batch"] * 256 == pytest.approx(blocks * 16, rel=0.05)

@@ -20,7 +20,8 @@ def infer(s: Setup, n: dict) -> tuple[dict, list]:
         checks = [([("weights", weights)], s.device.get("flash"), "of flash"),
                   ([("activations", act)], s.device.memory_capacity, "of SRAM")]
     else:
-        parts = [("weights", weights), ("activations", act), *memory.reserved_parts(s.device)]
+        parts = [("weights", weights), ("activations", act), ("engine workspaces", memory.engine_workspaces()),
+                 *memory.reserved_parts(s.device)]
         checks = [(parts, s.device.memory_capacity, "of accelerator memory")]
     m = {"latency_s": t.total, "throughput_per_s": batch / t.total, "compute_time_s": t.compute,
          "activity": 1.0 - t.overhead / t.total,

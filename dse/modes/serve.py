@@ -67,7 +67,8 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     weights = _rank_weights(s, tp)
     act_prompt = transformer.inference_activation_bytes(w, i, 1.0, s.ex.act_bytes) / tp  # one prompt's live set
     work = (b if n["prefill_batch"] is None else n["prefill_batch"]) * act_prompt
-    cap, usable = s.device.memory_capacity, memory.usable_memory(s.device)
+    cap, engine = s.device.memory_capacity, memory.engine_workspaces(tp)
+    usable = memory.usable_memory(s.device) - engine
     if n["prefill_batch"] is None:  # each added request adds its KV cache and its prompt's activations
         largest = serving.max_batch(usable, weights, kv_seq * kv_share + act_prompt)
     else:
@@ -83,7 +84,7 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
          "activity": 1.0 - (dec.overhead + comm_dec) / itl,  # decode steps dominate a replica's time
          "bottleneck": roofline.bottleneck(dec)}
     parts = [("weights", weights), ("KV cache", kv_seq * b * kv_share), ("activations", work),
-             *memory.reserved_parts(s.device)]
+             ("engine workspaces", engine), *memory.reserved_parts(s.device)]
     return m, [(parts, cap, "of accelerator memory per GPU")]
 
 
@@ -245,17 +246,18 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     M/D/1 queue, `serving.prefill_wait`; without --qps, where the budget limits the replica, the wait
     Little's law gives the loop) + the steps that carry its prompt's chunks; ITL = the mean step;
     request latency = TTFT + (O - 1) * ITL. Memory: weights, the KV cache of every sequence at full
-    context, the activations of a full step of `--max-batched-tokens` tokens, within vLLM's
-    gpu_memory_utilization of the memory the device exposes (`memory.usable_memory`); the rest is the
-    runtime's, and on GDDR cards the ECC bits' (`memory.reserved_parts`)."""
+    context, the activations of a full step of `--max-batched-tokens` tokens and the engine's
+    non-PyTorch workspaces (`memory.engine_workspaces`), within vLLM's gpu_memory_utilization of the
+    memory the device exposes (`memory.usable_memory`); the rest is the runtime's, and on GDDR cards
+    the ECC bits' (`memory.reserved_parts`)."""
     w, ex = s.workload, s.ex
     i, o, tp = n["input_len"], n["output_len"], n["tp"]
     budget_default, seqs_default = serving.engine_defaults(s.device.name, s.device.memory_capacity)
     budget = budget_default if n["max_batched_tokens"] is None else n["max_batched_tokens"]
     hit = 0.0 if n["prefix_cache_hit"] is None else n["prefix_cache_hit"]
     prompt = np.maximum(1.0, np.ceil(i * (1.0 - hit)))  # cached tokens are read, not recomputed
-    cap = s.device.memory_capacity
-    usable = memory.usable_memory(s.device)
+    cap, engine = s.device.memory_capacity, memory.engine_workspaces(tp)
+    usable = memory.usable_memory(s.device) - engine
     weights = _rank_weights(s, tp)
     kv_share = transformer.kv_rank_share(w, tp)  # KV heads split, replicated past them
     kv_seq = transformer.kv_cache_bytes(w, 1.0, i + o, ex.kv_bytes)
@@ -310,7 +312,7 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     if n["qps"] is not None:
         _at_rate(m, g, whole, n, replicas)
     parts = [("weights", weights), ("KV cache", kv_seq * slots * kv_share), ("activations", work),
-             *memory.reserved_parts(s.device)]
+             ("engine workspaces", engine), *memory.reserved_parts(s.device)]
     return m, [(parts, cap, "of accelerator memory per GPU")]
 
 
