@@ -7,11 +7,13 @@ Each request's KV cache at 4,096 tokens is 2 (K and V) x 32 layers x 8 KV heads 
 query heads). The seed's answer (~128, KV dominates) fills the whole 80 GiB = 85.9 GB of HBM with
 16.06 GB of weights and KV cache. Two things take their share first: the prefill working memory
 (~0.31 GB per 4k-token prompt) and the runtime reserve, 10% of the device for the CUDA context,
-NCCL buffers and the allocator (vLLM's gpu_memory_utilization default 0.9; `dse.models.memory`).
-With both, 113 requests fit when prompts are prefilled one at a time, as continuous-batching
-servers do (129 without the reserve), and only 71 when all prompts of the batch are prefilled in
-one pass, whose activations compete with the KV cache. vLLM's own memory profile of this model on
-an H100 (PR #10511: 53.29 GiB for the KV cache) holds 106 such requests.
+NCCL buffers and the allocator (vLLM's gpu_memory_utilization default 0.9), of whose 90% the
+engine's library workspaces take 0.13 GiB (`dse.models.memory`). With these, 113 requests fit when
+prompts are prefilled one at a time, as continuous-batching servers do (129 without the reserve),
+and only 71 when all prompts of the batch are prefilled in one pass, whose activations compete with
+the KV cache. vLLM's own memory profile of this model on an H100 (PR #10511: 53.29 GiB for the KV
+cache, an older accounting that also counts 1.79 GiB of non-PyTorch memory from before the engine
+started) holds 106 such requests; its V1 accounting of the same profile holds 109.
 
 These are asked of a static batch held whole in memory (`scheduler="static"`, `prefill_batch`), the
 seed's own set-up. Under dse's default scheduler (continuous batching, as vLLM plans memory: 90% of
