@@ -76,3 +76,27 @@ def test_decode_step_time_stops_falling_past_the_kv_heads():
     # the memory time's bytes: the cache streamed and the weights (the rest is a few activations)
     assert (sixteen - eight) / eight == pytest.approx((weights[1] - weights[0]) / (cache + weights[0]), abs=0.01)
     assert 0.85 * eight < sixteen < eight
+
+
+def test_training_holds_the_latent_projection_whole():
+    # DeepSeek-V3 trained at TP 8: its one K/V group (the 512 + 64 latent) is made by a down-projection
+    # every rank holds whole (Megatron-Core: TE Linear, parallel_mode "duplicated"), 7,168 x 576 weights
+    # + the 512-wide latent norm, where an even split would give each rank 1/8 of it
+    from dse.modes.train import _layer_activations, _layer_parameters
+    from dse.models import training
+
+    w = registry("workloads").get("deepseek-v3", "w")
+    down = 7168 * (512 + 64) + 512
+    even = transformer.layer_weights(w) / 8
+    assert _layer_parameters(w, 8, 1) == pytest.approx(even + down * (1 - 1 / 8), rel=1e-12)
+    # 16 B of weights, gradients and Adam states each: 7/8 x 4,129,280 x 16 B = 57.8 MB more per layer
+    assert 16 * down * 7 / 8 == 57_809_920
+    # the gathered latent of all 4,096 tokens stays on every rank for the backward: 576 x 2 B a token
+    rep, shd = transformer.layer_activation_elements(w, "selective", 4096)
+    kept = _layer_activations(w, "selective", 4096, 4096.0, 8, 2.0)
+    assert kept - training.layer_activation_bytes(rep, shd, 4096.0, 8, 2.0) == pytest.approx(
+        4096 * 576 * 2 * (1 - 1 / 8), rel=1e-12)
+    # at TP 1 nothing is held past the groups; grouped-query models never are (tp divides the KV heads)
+    assert _layer_parameters(w, 1, 1) == transformer.layer_weights(w)
+    llama = registry("workloads").get("llama-3-8b", "w")
+    assert _layer_parameters(llama, 8, 1) == pytest.approx(transformer.layer_weights(llama) / 8, rel=1e-12)

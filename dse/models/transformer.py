@@ -395,7 +395,7 @@ def shard(table: OpTable, tp, w: Transformer | None = None, names: tuple[str, ..
     shape = (len(split),) + (1,) * (np.ndim(table.flops_tensor) - 1)
     div = np.where(split.reshape(shape), 1.0 / np.asarray(tp, dtype=float), 1.0)
     weights, flops, act = table.weights * div, table.flops_tensor * div, table.act_bytes * div
-    extra = 0.0 if w is None else kv_rank_share(w, tp) - 1.0 / np.asarray(tp, dtype=float)
+    extra = 0.0 if w is None else kv_excess(w, tp)
     if np.any(extra > 0):  # K/V beyond a 1/tp share (none where tp <= kv_groups: nothing to add)
         kv_rows = np.array([name == "qkv_proj" for name in table.names]).reshape(shape)
         kv = np.where(kv_rows, kv_projection_weights(w) / _qkv_weights(w), 0.0)  # K/V share of the QKV GEMM
@@ -410,6 +410,12 @@ def shard(table: OpTable, tp, w: Transformer | None = None, names: tuple[str, ..
 def kv_rank_share(w: Transformer, tp):
     """Share of the KV heads (and of their cache) each of `tp` ranks holds: 1 / min(tp, kv_groups)."""
     return 1.0 / np.minimum(tp, kv_groups(w))
+
+
+def kv_excess(w: Transformer, tp):
+    """Share of the K/V groups (their projections, outputs and cache) each of `tp` ranks holds beyond
+    an even 1/tp split: 1/min(tp, kv_groups) - 1/tp, zero where tp <= kv_groups (`kv_rank_share`)."""
+    return kv_rank_share(w, tp) - 1.0 / np.asarray(tp, dtype=float)
 
 
 # Decode attention kernels (`--decode-attention`): "grouped" serves all the query heads of a KV head from
@@ -435,8 +441,7 @@ def decode_kv_streams(w: Transformer, tp, kernel: str):
 def weights_per_rank(w: Transformer, tp):
     """Weight elements one of `tp` ranks holds: 1/tp of the model, plus whole copies of the K/V
     projections beyond the KV heads (1/min(tp, kv_groups) of them per layer instead of 1/tp)."""
-    extra = kv_rank_share(w, tp) - 1.0 / np.asarray(tp, dtype=float)
-    return parameters(w) / tp + w.layers * kv_projection_weights(w) * extra
+    return parameters(w) / tp + w.layers * kv_projection_weights(w) * kv_excess(w, tp)
 
 
 def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: float, latency: float):

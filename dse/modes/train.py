@@ -16,6 +16,15 @@ work 2x (read the output gradient and the saved input, write the input gradient)
 layer GEMMs in fp8 and keeps attention, element-wise work, the LM head and activations in 16 bits, as
 NVIDIA Transformer Engine does (TE documentation, "Using FP8 with Transformer Engine").
 
+Tensor parallelism splits the K/V groups as inference does (`transformer.kv_rank_share`, one rule):
+grouped-query attention needs tp to divide the KV heads (Megatron-Core's Attention divides
+num_query_groups by the TP size, megatron/core/transformer/attention.py), and where tp exceeds the
+groups (multi-head latent attention's one latent) each rank holds the whole K/V down-projection with
+its gradients and optimizer states (`transformer.kv_excess`; Megatron-Core builds it as a TE Linear in
+parallel_mode "duplicated") and keeps the gathered latent for the backward. Under sequence parallelism
+the rank runs that projection on its 1/tp of the tokens and all-gathers the output, so its FLOP divide
+by tp and the gather joins the TP traffic (megatron/core/transformer/multi_latent_attention.py).
+
 MFU (PaLM, Chowdhery et al. 2022, Appendix B; Megatron's convention) = model FLOP per step / (step time
 x GPUs x dense peak of the arithmetic), with model FLOP = 3 (2 N + 4 L h s_att) per token: N the
 parameters a token multiplies (LM head in, embedding out), s_att the keys a query attends ((s + 1)/2
@@ -149,7 +158,13 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     tokens = rows * seq
     k_tp = _group_size_per_node(1.0, tp, per_node)
     ag_tp = comm.hierarchical_allgather(tokens * w.hidden * act, tp, k_tp, *links)
-    tp_pass = 2.0 * transformer.tp_syncs_per_layer(w) * ag_tp  # one layer's TP traffic in one pass
+    # K/V groups every rank holds (MLA's latent, `transformer.kv_excess`): made by the duplicated
+    # down-projection on the rank's 1/tp of the tokens, gathered in the forward, its gradient
+    # reduce-scattered in the backward
+    kv_whole = transformer.kv_excess(w, tp) > 0
+    latent = np.where(kv_whole, comm.hierarchical_allgather(tokens * transformer.kv_cache_elements(w) * act, tp,
+                                                            k_tp, *links), 0.0)
+    tp_pass = 2.0 * transformer.tp_syncs_per_layer(w) * ag_tp + latent  # one layer's TP traffic in one pass
     tp_mb = layers * passes * tp_pass
     if np.any(n["tp_overlap"]):  # the GEMMs alone (fp8 timed them apart from the element-wise work)
         gemm_layer = (g if fp8 else _per_rank(time_ops(table, GEMMS, s, s.ex), tp, back)) / L
@@ -224,14 +239,12 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     out["bottleneck"] = relabel(exposed > m * compute_mb, "communication", label)
 
     # memory per GPU
-    rep, shd = transformer.layer_activation_elements(w, s.recompute, seq)
-    per_layer = training.layer_activation_bytes(rep, shd, tokens, tp, act)
+    per_layer = _layer_activations(w, s.recompute, seq, tokens, tp, act)
     logits = tokens * w.vocab * 4.0 / tp  # fp32 vocabulary-parallel logits of one micro-batch
     first = per_layer * layers * training.in_flight_factor(pp, m, vp)
     acts = np.where(pp > 1, np.maximum(first, per_layer * layers + logits), first + logits)
     if s.recompute == "full":  # the backward rebuilds one layer's activations at a time over the inputs kept
-        acts = acts + training.layer_activation_bytes(*transformer.layer_activation_elements(w, "none", seq), tokens,
-                                                      tp, act)
+        acts = acts + _layer_activations(w, "none", seq, tokens, tp, act)
     state = training.model_state_bytes(stage_params, state_bytes, grad_bytes, group, zero)
     # gathered sequence-parallel input of one GEMM; ZeRO-3 keeps a layer's gathered weights and the next
     buffers = np.where(tp > 1, tokens * w.hidden * act, 0.0) + np.where(
@@ -251,9 +264,19 @@ def _stage_parameters(w: Transformer, params: float, layers, tp, pp, ep):
 
 
 def _layer_parameters(w: Transformer, tp, ep):
-    """One layer's parameters on one GPU: dense weights over tp, routed experts over tp x ep."""
+    """One layer's parameters on one GPU: dense weights over tp, routed experts over tp x ep, and whole
+    copies of the K/V projections past the K/V groups (`transformer.kv_excess`)."""
     experts = transformer.expert_weights(w)
-    return (transformer.layer_weights(w) - experts) / tp + experts / (tp * ep)
+    return ((transformer.layer_weights(w) - experts) / tp + experts / (tp * ep)
+            + transformer.kv_projection_weights(w) * transformer.kv_excess(w, tp))
+
+
+def _layer_activations(w: Transformer, recompute: str, seq, tokens, tp, act: float):
+    """Bytes one layer keeps for its backward on one GPU (`training.layer_activation_bytes`), with the
+    K/V of the groups every rank holds whole past the K/V groups (MLA's gathered latent)."""
+    rep, shd = transformer.layer_activation_elements(w, recompute, seq)
+    kv = transformer.kv_cache_elements(w) * transformer.kv_excess(w, tp) if recompute != "full" else 0.0
+    return training.layer_activation_bytes(rep, shd, tokens, tp, act) + tokens * kv * act
 
 
 def _train_cnn(s: Setup, n: dict) -> tuple[dict, list]:
