@@ -170,7 +170,8 @@ def test_fp8_inference_quantizes_gemm_inputs_only():
     weights = 8_030_261_248 * 1 + (2 * V * H + H) * 1
     kv = 2 * L * KVD * 1100 * 1 * 4
     work = 4 * (1000 * (2 * H + 2 * KVD + 2 * F) * 2 + V * 4)
-    assert m["memory_per_gpu_bytes"] == pytest.approx(weights + kv + work + 0.1 * 80 * 2**30, rel=1e-12)
+    reserve = 0.1 * 80 * 2**30 + 0.13 * 2**30  # the runtime's 10% and the engine's library workspaces
+    assert m["memory_per_gpu_bytes"] == pytest.approx(weights + kv + work + reserve, rel=1e-12)
     # what every operator moves besides weights and cache is 16-bit; the KV cache keeps fp8; the
     # device's arithmetic is fp8; a CNN in int8 (TensorRT's fused int8 pipelines) keeps 8-bit activations
     from dse.modes.setup import setup

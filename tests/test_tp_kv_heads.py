@@ -82,8 +82,8 @@ def test_training_holds_the_latent_projection_whole():
     # DeepSeek-V3 trained at TP 8: its one K/V group (the 512 + 64 latent) is made by a down-projection
     # every rank holds whole (Megatron-Core: TE Linear, parallel_mode "duplicated"), 7,168 x 576 weights
     # + the 512-wide latent norm, where an even split would give each rank 1/8 of it
-    from dse.modes.train import _layer_activations, _layer_parameters
     from dse.models import training
+    from dse.modes.train import _layer_activations, _layer_parameters
 
     w = registry("workloads").get("deepseek-v3", "w")
     down = 7168 * (512 + 64) + 512
