@@ -20,7 +20,8 @@ def dev(name):
     ("mi325x", 4, 3 * 64 * GB), ("gaudi2", 8, 7 * 37.5 * GB), ("gaudi3", 2, 75 * GB),  # 3 RoCE ports per peer
     ("a100-pcie-80gb", 2, 600 * GB / 2), ("a100-pcie-80gb", 4, 64 * GB / 2),  # bridge pair, then PCIe
     ("h100-nvl", 2, 600 * GB / 2), ("h100-pcie", 8, 128 * GB / 2), ("h200-nvl", 4, 900 * GB / 2),
-    ("tpu-v5e", 8, 400 * GB / 2), ("tpu-v5p", 4, 1200 * GB / 2)])
+    ("tpu-v5e", 8, 400 * GB / 2), ("tpu-v5p", 4, 1200 * GB / 2),
+    ("mi250x", 2, 4 * 50 * GB), ("mi250x", 4, 1 * 50 * GB), ("mi250x", 8, 1 * 50 * GB)])  # slowest ring hop
 def test_group_bandwidth(name, tp, per_direction):
     bw, latency, largest = tp_link(dev(name), float(tp))
     assert float(bw) == pytest.approx(per_direction, rel=1e-12)
@@ -31,6 +32,7 @@ def test_node_devices_keep_their_fabric_and_pcie_cards_gain_one():
     assert scale_up_link(dev("h100-sxm"))[0] == pytest.approx(450 * GB)  # NVLink 4, per direction
     assert scale_up_link(dev("l40s"))[0] == pytest.approx(32 * GB)
     assert scale_up_link(dev("tpu-v4")) == (None, 0.0)  # nothing says how they connect
+    assert scale_up_link(dev("mi250x"))[0] == pytest.approx(50 * GB)  # an 8-GCD ring: one IF link per direction
 
 
 def test_l40s_tp_all_reduce_over_pcie_by_hand():
@@ -48,3 +50,33 @@ def test_tp_is_accepted_and_shortens_the_step(name, tp):
     many = dse.evaluate(workload="llama-3-8b", hardware=name, mode="serve", batch=32, input_len=512, output_len=128,
                         tp=tp)
     assert many["gpus"] == tp and many["itl_s"] < one["itl_s"]
+
+
+@pytest.mark.parametrize("tp,links", [(2, 4), (8, 1)])
+def test_mi250x_tp_all_reduce_by_hand(tp, links):
+    """A GCD pair runs over its package's 4 Infinity Fabric links, an 8-GCD ring at the pace of its
+    single-link hops between packages: 50 GB/s per link per direction (AMD ROCm MI250 docs)."""
+    b = 16
+    m = dse.evaluate(workload="llama-3-8b", hardware="mi250x", mode="serve", scheduler="static", tp=tp, batch=b,
+                     input_len=512, output_len=128)
+    # two ring all-reduces per layer of b tokens x hidden in fp16, no published latency (alpha = 0)
+    ring = 2 * (tp - 1) / tp * b * H * 2 / (links * 50 * GB)
+    assert m["communication_time_s"] == pytest.approx(2 * L * ring, rel=1e-12)
+
+
+def test_mi250x_tp_beyond_the_node_is_refused():
+    with pytest.raises(dse.UserInputError, match="at most 8: the largest group of mi250x"):
+        dse.evaluate(workload="llama-3-8b", hardware="mi250x", mode="serve", tp=16, gpus_per_node=16)
+
+
+@pytest.mark.parametrize("table", [{}, {"2": "200"}, {"1": None}, {"16": None}, {"2": None}])
+def test_ring_table_needs_sourced_sizes_up_to_the_server(table):
+    from dse.catalog.loader import _ring_table
+    from dse.errors import CatalogFileError
+
+    cited = {"value": 200, "unit": "GB/s", "source": "s", "date": "2025"}
+    rows = {k: cited if v is None else v for k, v in table.items()}
+    assert _ring_table({"ring_bandwidth": {"2": cited, "8": cited}}, 8, "t") == ((2, 200 * GB), (8, 200 * GB))
+    with pytest.raises(CatalogFileError):
+        _ring_table({"ring_bandwidth": rows}, 8, "t")
+

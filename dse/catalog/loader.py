@@ -469,7 +469,7 @@ def accuracy_ranges() -> tuple[AccuracyRange, ...]:
     return tuple(out)
 
 
-LINK_TOPOLOGIES = ("pcie", "bridge", "mesh", "torus", "switch")
+LINK_TOPOLOGIES = ("pcie", "bridge", "mesh", "rings", "torus", "switch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +481,7 @@ class Link:
     gpus: int
     bridge: int
     peer_bandwidth: float  # B/s per direction per peer pair ("mesh"), else 0
+    ring_bandwidth: tuple[tuple[int, float], ...]  # ("rings") (group size, B/s per direction), ascending
     source: str
     date: str
 
@@ -496,9 +497,29 @@ def links() -> dict[str, Link]:
             raise CatalogFileError(f"{where}.topology", topology, " | ".join(LINK_TOPOLOGIES))
         peer = quantity(raw["peer_bandwidth"], f"{where}.peer_bandwidth", True, "GB/s").si if (
             topology == "mesh") else 0.0
+        gpus = _positive_int(raw, "gpus", where)
         cited = _citation(raw, where)
         out[_text(raw, "accelerator", where)] = Link(
-            accelerator=raw["accelerator"], topology=topology, gpus=_positive_int(raw, "gpus", where),
+            accelerator=raw["accelerator"], topology=topology, gpus=gpus,
             bridge=_positive_int(raw, "bridge", where) if topology == "bridge" else 0, peer_bandwidth=peer,
+            ring_bandwidth=_ring_table(raw, gpus, where) if topology == "rings" else (),
             source=cited["source"], date=cited["date"])
     return out
+
+
+def _ring_table(raw: Mapping, gpus: int, where: str) -> tuple[tuple[int, float], ...]:
+    """A "rings" link's ``[link.ring_bandwidth]``: group size -> sourced per-direction bandwidth (B/s),
+    sizes from 2 up to and including the server's `gpus`, ascending."""
+    table = raw.get("ring_bandwidth")
+    allowed = f"a table of group sizes 2..{gpus} (ending at gpus = {gpus}) to {{ value, unit, source, date }}"
+    if not isinstance(table, Mapping) or not table:
+        raise CatalogFileError(f"{where}.ring_bandwidth", table, allowed)
+    rows = []
+    for key, q in table.items():
+        if not (key.isdigit() and 2 <= int(key) <= gpus):
+            raise CatalogFileError(f"{where}.ring_bandwidth", key, allowed)
+        rows.append((int(key), quantity(q, f"{where}.ring_bandwidth.{key}", True, "GB/s").si))
+    rows.sort()
+    if rows[-1][0] != gpus:
+        raise CatalogFileError(f"{where}.ring_bandwidth", [k for k, _ in rows], allowed)
+    return tuple(rows)

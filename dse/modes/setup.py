@@ -230,7 +230,10 @@ def tp_link(device: Accelerator, tp) -> tuple[object, float, int | None]:
     largest group) for devices described in links.toml or by their own scale_up_bandwidth; `tp` None
     means the whole server. (None, 0, None) when neither says how the device connects. A mesh gives a
     group of n its n - 1 peer links, (n - 1) x peer bandwidth (AMD MI300X platform: 64 GB/s per
-    direction per pair); a bridge its NVLink within the bridge and PCIe through the host beyond."""
+    direction per pair); a bridge its NVLink within the bridge and PCIe through the host beyond;
+    "rings" the slowest hop of the ring a group forms, from the link's table by group size, a group
+    between two listed sizes taking the larger's (the ring all-reduce's beta is set by its slowest link,
+    Patarasuk & Yuan 2009; MI250X: 4 in-package links for a GCD pair, 1 inter-package link beyond)."""
     link = links().get(device.name) if any(d is device for d in registry("hardware")) else None
     up, host = device.get("scale_up_bandwidth"), device.get("host_link_bandwidth")
     if link is None:
@@ -238,6 +241,10 @@ def tp_link(device: Accelerator, tp) -> tuple[object, float, int | None]:
     group = link.gpus if tp is None else tp
     if link.topology == "mesh":
         return (group - 1.0) * link.peer_bandwidth, 0.0, link.gpus
+    if link.topology == "rings":
+        sizes, per_direction = np.array(link.ring_bandwidth).T
+        at = np.minimum(np.searchsorted(sizes, group), len(sizes) - 1)  # past the server: refused by `largest`
+        return per_direction[at], 0.0, link.gpus
     if link.topology == "pcie":
         return host / 2.0, 0.0, link.gpus
     if link.topology == "bridge":
