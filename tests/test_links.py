@@ -80,3 +80,12 @@ def test_ring_table_needs_sourced_sizes_up_to_the_server(table):
     with pytest.raises(CatalogFileError):
         _ring_table({"ring_bandwidth": rows}, 8, "t")
 
+
+def test_training_tp_group_gets_its_own_link():
+    """Train mode gives a TP group of consecutive GCDs the link serve gives it: the sequence-parallel
+    all-gathers and reduce-scatters move (n-1)/n of the same buffer, over 4 links for a pair and over
+    one link per direction for 8 GCDs, so TP8 traffic takes (7/8 / 50) / (1/2 / 200) = 7x TP2's."""
+    def tp_comm(tp):
+        return dse.evaluate(workload="llama-3-8b", hardware="mi250x", mode="train", tp=tp, gpus=tp, batch=4,
+                            micro_batch=4, seq_len=2048)["tp_comm_time_s"]
+    assert tp_comm(8) / tp_comm(2) == pytest.approx((7 / 8 / 50) / (1 / 2 / 200), rel=1e-12)

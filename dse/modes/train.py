@@ -46,7 +46,7 @@ import pandas as pd
 from dse.catalog import CNN, Transformer
 from dse.models import cnn, memory, roofline, training, transformer
 from dse.models import communication as comm
-from dse.modes.setup import ELEMENTWISE, GEMMS, Setup, relabel, sixteen_bit, time_ops
+from dse.modes.setup import ELEMENTWISE, GEMMS, Setup, relabel, sixteen_bit, time_ops, tp_link
 
 ATTENTION_BACKWARD = 2.5  # FlashAttention-2 backward over forward (Dao 2023)
 
@@ -104,6 +104,17 @@ def _group_size_per_node(stride, size, per_node):
     return np.clip(per_node / stride, 1.0, size)
 
 
+def _tp_group_link(s: Setup, n: dict, k_tp):
+    """Scale-up bandwidth (B/s, one direction) of a tensor-parallel group whose `k_tp` ranks share a node.
+    Megatron gives a TP group consecutive GPUs (rank order tp first; Narayanan et al. 2021), the placement
+    that links.toml's per-group figures describe (`setup.tp_link`: a mesh's k - 1 peer links, a bridged
+    pair, MI250X's in-package pair), so serve and train give a group of k the same link; devices without
+    such an entry keep their node's fabric. Strided groups (data, context, expert) keep the whole-server
+    figure. A rank alone in its node sends nothing over it (its figure is unused)."""
+    bw, _, _ = tp_link(s.device, np.maximum(k_tp, 2.0))
+    return n["link_bw"] if bw is None else bw
+
+
 def train(s: Setup, n: dict) -> tuple[dict, list]:
     w = s.workload
     if isinstance(w, CNN):
@@ -157,13 +168,14 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # block, `transformer.tp_syncs_per_layer`), in each pass (Korthikanti 2022, 4.2.2)
     tokens = rows * seq
     k_tp = _group_size_per_node(1.0, tp, per_node)
-    ag_tp = comm.hierarchical_allgather(tokens * w.hidden * act, tp, k_tp, *links)
+    tp_links = (_tp_group_link(s, n, k_tp) * eta, up_lat, out_bw, out_lat)
+    ag_tp = comm.hierarchical_allgather(tokens * w.hidden * act, tp, k_tp, *tp_links)
     # K/V groups every rank holds (MLA's latent, `transformer.kv_excess`): made by the duplicated
     # down-projection on the rank's 1/tp of the tokens, gathered in the forward, its gradient
     # reduce-scattered in the backward
     kv_whole = transformer.kv_excess(w, tp) > 0
     latent = np.where(kv_whole, comm.hierarchical_allgather(tokens * transformer.kv_cache_elements(w) * act, tp,
-                                                            k_tp, *links), 0.0)
+                                                            k_tp, *tp_links), 0.0)
     tp_pass = 2.0 * transformer.tp_syncs_per_layer(w) * ag_tp + latent  # one layer's TP traffic in one pass
     tp_mb = layers * passes * tp_pass
     if np.any(n["tp_overlap"]):  # the GEMMs alone (fp8 timed them apart from the element-wise work)
