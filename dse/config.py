@@ -122,15 +122,20 @@ MODE_OPTIONS = {
 
 def check_mode_options(mode: str, given, transformer: bool) -> None:
     """Refuse options the mode (or a CNN) does not use, e.g. --zero in serve mode."""
-    if not transformer and "seq_len" in given:
-        raise UserInputError(option("seq_len"), _first(given["seq_len"])[0], "not used by a CNN (its input shape "
-                             "is part of the workload)", hint=_first(given["seq_len"])[1])
+    if not transformer:
+        refuse_given(given, "seq_len", "not used by a CNN (its input shape is part of the workload)")
     for key in given:
         if key in NUMERIC and key not in MODE_OPTIONS[mode]:
             users = [m for m, keys in MODE_OPTIONS.items() if key in keys]
-            value, row = _first(given[key])
-            raise UserInputError(option(key), value, f"not used in {mode} mode (it applies to "
-                                 f"{' and '.join(users)}); leave it out or NaN on those rows", hint=row)
+            refuse_given(given, key, f"not used in {mode} mode (it applies to {' and '.join(users)}); leave it "
+                         "out or NaN on those rows")
+
+
+def refuse_given(given: dict, key: str, allowed: str) -> None:
+    """Refuse an option that was given (for a column, naming its first row) where it does not apply."""
+    if given.get(key) is not None:
+        value, row = _first(given[key])
+        raise UserInputError(option(key), value, allowed, hint=row)
 
 
 def _first(value) -> tuple[object, str]:
@@ -277,12 +282,16 @@ def engine_options(n: dict, given: dict, chosen: dict, s: Setup) -> None:
         n[key] = chosen.get(key) or DEFAULTS[key]
     if s.mode != "serve":
         return
+    if n["decode_attention"] == "per-head" and isinstance(s.workload, Transformer) and s.workload.kv_lora_rank:
+        raise UserInputError(option("decode_attention"), "per-head", f"grouped for {s.workload.name}: its "
+                             "multi-head latent attention caches one latent that every head reads; an engine "
+                             "decoding it head by head caches decompressed K and V instead, a different model")
     if n["scheduler"] == "static":
         for key in ("max_batched_tokens", "prefix_cache_hit"):
-            _refuse_given(n, key, "used only with --scheduler continuous (a static batch prefills whole prompts "
+            refuse_given(n, key, "used only with --scheduler continuous (a static batch prefills whole prompts "
                           "and decodes to the end)")
         return
-    _refuse_given(n, "prefill_batch", "used only with --scheduler static: continuous batching prefills prompts in "
+    refuse_given(n, "prefill_batch", "used only with --scheduler static: continuous batching prefills prompts in "
                   "chunks of --max-batched-tokens")
     if "batch" not in given:
         n["batch"] = None
@@ -292,13 +301,6 @@ def engine_options(n: dict, given: dict, chosen: dict, s: Setup) -> None:
                 f"{context:.0f} tokens")
         require(n["batch"] <= budget if n["batch"] is not None else True, "batch", n["batch"],
                 "at most --max-batched-tokens ({}): every sequence in flight takes a token of each step", budget)
-
-
-def _refuse_given(n: dict, key: str, allowed: str) -> None:
-    """Refuse an option that was given (for a column, naming its first row) where it does not apply."""
-    if n[key] is not None:
-        value, row = _first(n[key])
-        raise UserInputError(option(key), value, allowed, hint=row)
 
 
 def numbers(given: dict, s: Setup) -> dict:

@@ -116,8 +116,8 @@ def evaluate_point(**kwargs) -> Result:
     w = s.workload
     shown = {k: cfg.plain(v) for k, v in n.items() if (k in given or k == "gpus" or (
         k == "seq_len" and s.mode != "serve" and isinstance(w, Transformer))) and k in cfg.NUMERIC}
-    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase", *cfg.ENGINE_CHOICES)
-              if k in given}
+    chosen = {k: given[k] for k in ("weight_precision", "sparsity", "recompute", "region", "purchase",
+                                    *cfg.ENGINE_CHOICES) if k in given}
     config = {"workload": w.name, "hardware": s.device.name, "mode": s.mode, "precision": s.precision, **chosen,
               **shown}
     return Result(config=config, metrics=metrics, notes=[*s.notes, *notes])

@@ -34,7 +34,6 @@ def test_nim_rows_obey_littles_law_on_the_closed_loop():
         if r["engine"] == "NIM":
             nim.setdefault(int(r["batch_or_concurrency"]), {})[r["metric"]] = float(r["value"])
     assert sorted(nim) == [1, 5, 25, 50]
-    assert 50 * 500 / (0.83451 + 499 * 0.05973) == pytest.approx(815.9, abs=0.05)
     for c, v in nim.items():
         loop = c * 500 / (v["ttft_ms"] / 1e3 + 499 * v["itl_ms"] / 1e3)
         assert loop == pytest.approx(v["output_tokens_per_s"], rel=5e-3), c

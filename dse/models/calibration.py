@@ -18,7 +18,9 @@ device with a measured best-shape GEMM rate scales it by its own share over the 
 the top of its launch range, come from the 2026-11-25 fit; after the per-board share `tensor` was
 refitted alone (`--fit tensor`) to 0.72, minimising the median error over the 25 rows of
 bench/calibration/inference.csv (MLPerf Inference ResNet-50 Offline, TensorRT-LLM v0.6.1 peak
-throughput): 4.3% on 2026-11-30 (bench/README.md). Fitting all three lands on 0.75, 0.87 and 5 us
+throughput): 4.3% on 2026-11-30. Since the v0.6.1 rows run per-head decode attention (as that
+engine did) they give 5.1% at 0.72; a refit would take 0.77 for 4.7%, not taken because 0.72 also
+carries the training rows (bench/README.md). Fitting all three lands on 0.75, 0.87 and 5 us
 at 4.1%, a flat neighbour not taken: `memory` also carries the vLLM serving fit
 (`bench/vllm_sim2real.py`), which moving it would shift.
 `rows_half` is set from cuBLAS fp16 GEMMs on A100 in their compute-bound range

@@ -301,20 +301,21 @@ def pass_ops(w: Transformer, batch, q_len, kv_len, logit_tokens, act_bytes: floa
     Works on floats (one design point) or numpy columns (a population).
     """
     names, repeat, kernels, row_kind, weights, ft, fv, act, kv_act = operator_table(w, act_bytes, kv_bytes)
-    u, row_counts, touched = _pass_terms(w, batch, q_len, kv_len, logit_tokens, expert_group)
-    u[3] = u[3] * kv_streams
+    u, row_counts, touched = _pass_terms(w, batch, q_len, kv_len, logit_tokens, expert_group, kv_streams)
     return OpTable(names=names, repeat=repeat, weights=_weights_read(w, names, weights, touched, u.ndim),
                    flops_tensor=ft @ u, rows=row_counts[row_kind], flops_vector=fv @ u, act_bytes=act @ u,
                    kernels=kernels, kv_bytes=kv_act @ u)
 
 
-def _pass_terms(w: Transformer, batch, q_len, kv_len, logit_tokens, expert_group=1.0):
+def _pass_terms(w: Transformer, batch, q_len, kv_len, logit_tokens, expert_group=1.0, kv_streams=1.0):
     """The monomials of a pass (see above), each operator kind's GEMM rows, and the experts touched on
     this rank: the expert group's tokens touch `experts_touched` experts, 1/group of them here, each
-    with the group's tokens routed to it, tokens * group * top_k / touched rows."""
+    with the group's tokens routed to it, tokens * group * top_k / touched rows. The K/V rows are
+    streamed `kv_streams` times (`decode_kv_streams`)."""
     tokens = batch * q_len
     context = kv_len - (q_len - 1) / 2.0 if w.causal else kv_len
-    u = _stack([tokens, tokens * context, batch * logit_tokens, batch * context * np.ceil(q_len / FLASH_BLOCK_ROWS)])
+    u = _stack([tokens, tokens * context, batch * logit_tokens,
+                batch * context * np.ceil(q_len / FLASH_BLOCK_ROWS) * kv_streams])
     touched = experts_touched(w, tokens * expert_group)
     per_expert = tokens * expert_group * w.top_k / np.maximum(touched, 1e-12)  # no tokens (an empty chunk): no rows
     touched = touched / expert_group
@@ -419,9 +420,11 @@ def kv_excess(w: Transformer, tp):
 
 
 # Decode attention kernels (`--decode-attention`): "grouped" serves all the query heads of a KV head from
-# one read of its cache (FlashAttention-2's decode path, FlashInfer, TensorRT-LLM's XQA kernel from v0.8);
-# "per-head" runs one query head per thread block, each streaming its KV head's cache (TensorRT-LLM's
-# masked multi-head attention before XQA; vLLM's PagedAttention V1/V2 kernels, grid heads x sequences).
+# one read of its cache (FlashAttention-2's decode path, which folds a group's query heads into the
+# query rows: `seqlenq_ngroups_swapped` in csrc/flash_attn/flash_api.cpp; FlashInfer; TensorRT-LLM's XQA
+# kernel from v0.8); "per-head" runs one query head per thread block, each streaming its KV head's
+# cache (TensorRT-LLM's masked multi-head attention before XQA; vLLM's PagedAttention V1/V2,
+# csrc/attention/paged_attention_v1.cu: `dim3 grid(num_heads, num_seqs, 1)`).
 DECODE_ATTENTION = ("grouped", "per-head")
 
 
@@ -430,9 +433,11 @@ def decode_kv_streams(w: Transformer, tp, kernel: str):
     per-head one the rank's query heads per KV head it holds, (heads / tp) / (kv_groups / min(tp,
     kv_groups)): 8 for Llama-2-70B (64 heads, 8 KV heads) at tp <= 8. An upper bound on the DRAM
     traffic: it leaves out the L2 hits of a group's thread blocks running together. TensorRT-LLM
-    measured what the grouped kernel saves on Llama-2-70B, fp8, 128 in / 2048 out: 1,227 -> 2,941
-    output tokens/s per H200 (2.4x; NVIDIA, "New XQA-kernel provides 2.4x more Llama-70B throughput
-    within the same latency budget", TensorRT-LLM blog, 2024-01-30)."""
+    measured what the grouped kernel buys on Llama-70B, 128 in / 2048 out: 1,227 -> 2,941 output
+    tokens/s per H200 within the same latency budget (2.4x, at a larger batch; NVIDIA, "New
+    XQA-kernel provides 2.4x more Llama-70B throughput within the same latency budget", TensorRT-LLM
+    blog, 2024-01-30). Multi-head latent attention has no per-head kernel over its latent (engines
+    that decoded it head by head cached decompressed K and V instead), so it is refused there."""
     if kernel == "grouped":
         return 1.0
     return w.heads / tp / (kv_groups(w) * kv_rank_share(w, tp))
@@ -461,8 +466,7 @@ def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float
     larger part touches), and each GEMM's rows M are the step's tokens. The decode part streams each
     KV head's cache `kv_streams` times (`decode_kv_streams`)."""
     names, repeat, kernels, row_kind, weights, ft, fv, act, kv_act = operator_table(w, act_bytes, kv_bytes)
-    u_d, rows_d, touched_d = _pass_terms(w, decoding, 1.0, context, 1.0)
-    u_d[3] = u_d[3] * kv_streams
+    u_d, rows_d, touched_d = _pass_terms(w, decoding, 1.0, context, 1.0, kv_streams=kv_streams)
     u_p, rows_p, touched_p = _pass_terms(w, 1.0, chunk, prompt - (prompt - chunk) / 2.0, 1.0)
     u = u_d + u_p
     return OpTable(names=names, repeat=repeat,
