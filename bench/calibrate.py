@@ -7,9 +7,9 @@
 Rows (bench/calibration/inference.csv, copied from shared/calibration with its citations):
 MLPerf Inference ResNet-50 Offline (per accelerator, int8) and TensorRT-LLM v0.6.1 peak-throughput
 tables (static batches, per-head decode attention, fp8 on H100 and fp16 on A100, output tokens/s per
-GPU). The A100 table's header lacks "/GPU"; its values are read per GPU because the total reading would put A100 at a quarter of
-its memory-bandwidth bound for Llama-70B (670 tokens/s over 4 GPUs), while per GPU is consistent
-with the H100 table.
+GPU). The A100 table's header lacks "/GPU"; its values are read per GPU because the total reading
+would put A100 at a quarter of its memory-bandwidth bound for Llama-70B (670 tokens/s over 4 GPUs),
+while per GPU is consistent with the H100 table.
 """
 from __future__ import annotations
 
