@@ -343,13 +343,13 @@ def numbers(given: dict, s: Setup) -> dict:
     else:
         for key in ("worker_bw", "sample_bytes"):
             require(n[key] is None, key, n[key], "used only with --cpu-workers or --storage-bw (the input pipeline)")
-    link_bw, latency = s.link
+    link_bw, latency, base = s.link
     multi = anywhere(n["tp"] > 1) or (n["dp"] is not None and anywhere(n["dp"] > 1)) or anywhere(n["gpus"] > 1)
     field = "tp" if mode == "serve" else next((k for k in ("dp", "tp", "pp", "cp") if k in given and anywhere(
         n[k] > 1)), "gpus") if mode == "train" else "dp"
     require(link_bw is not None or not multi, field, n[field], f"1: no catalog node or link (links.toml) says how "
             f"{s.device.name} GPUs connect (link bandwidth and latency), so parallelism across them is not modelled")
-    n["link_bw"], n["link_latency"] = link_bw or np.inf, latency
+    n["link_bw"], n["link_latency"], n["link_base"] = link_bw or np.inf, latency, base
     return n
 
 

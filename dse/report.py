@@ -99,11 +99,11 @@ def catalog_rows(kind: str, items: list) -> tuple[list[str], list[list[str]], li
             rows.append([n.name, n.accelerator, n.accelerators, n.scale_up, n.scale_out,
                          _q(n.fields.get("system_power")), cite(n.fields.values())])
     else:
-        header = ["name", "kind", "bandwidth", "latency", "sources"]
+        header = ["name", "kind", "bandwidth", "latency", "base latency", "sources"]
         for f in items:
             f: Fabric
             rows.append([f.name, f.kind, _q(f.fields.get("bandwidth")), _q(f.fields.get("latency")),
-                         cite(f.fields.values())])
+                         _q(f.fields.get("base_latency")), cite(f.fields.values())])
     return header, rows, sources
 
 

@@ -19,7 +19,8 @@ H100 = dict(hardware="h100-sxm", mode="train", precision="bf16")
 ETA = 0.70  # calibrated collective efficiency (dse.models.calibration)
 NVLINK4 = 450e9 * ETA  # one direction of NVLink 4 (900 GB/s bidirectional)
 NDR_PER_GPU = 8 * 50e9 / 8 * ETA  # DGX H100: 8 NDR NICs of 400 Gb/s for 8 GPUs
-ALPHA_NVLINK4 = 1.37e-6
+# NVLink 4 in fabrics.toml: 0.90 us a ring step after NCCL's 6.6 us fixed cost of one collective
+ALPHA_NVLINK4, BASE_NVLINK4 = 0.90e-6, 6.6e-6
 
 
 # --- activation memory per layer (Korthikanti et al. 2022, section 4) --------------------------------
@@ -93,34 +94,69 @@ def test_bubble_time_is_p_minus_1_over_vm_of_the_micro_batch_work(pp, vp):
 # --- collectives (alpha-beta) ------------------------------------------------------------------------------
 
 def test_ring_tree_and_hierarchical_allreduce():
-    n, alpha = 1e9, 2e-6
-    assert comm.ring_allreduce_time(n, 8, 100e9, alpha) == pytest.approx(2 * 7 / 8 * n / 100e9 + 14 * alpha)
-    assert comm.tree_allreduce_time(n, 8, 100e9, alpha) == pytest.approx(2 * 7 / 8 * n / 100e9 + 2 * 3 * alpha)
+    n, alpha, base = 1e9, 2e-6, 5e-6
+    assert comm.ring_allreduce_time(n, 8, 100e9, alpha, base) == pytest.approx(
+        2 * 7 / 8 * n / 100e9 + 14 * alpha + base, rel=1e-12)
+    assert comm.tree_allreduce_time(n, 8, 100e9, alpha, base) == pytest.approx(
+        2 * 7 / 8 * n / 100e9 + 2 * 3 * alpha + base, rel=1e-12)
     # NCCL picks the tree when latency dominates: 1 kB over 1024 ranks
-    assert comm.allreduce_time(1e3, 1024, 100e9, alpha) == comm.tree_allreduce_time(1e3, 1024, 100e9, alpha)
+    assert comm.allreduce_time(1e3, 1024, 100e9, alpha, base) == comm.tree_allreduce_time(1e3, 1024, 100e9, alpha,
+                                                                                          base)
     # 32 ranks, 8 per node: reduce-scatter and all-gather inside (300 GB/s), ring over 4 nodes on 1/8
-    hier = comm.hierarchical_allreduce(n, 32, 8, 300e9, 0.0, 25e9, 0.0)
+    hier = comm.hierarchical_allreduce(n, 32, 8, 300e9, 0.0, 25e9, 0.0, 0.0)
     assert hier == pytest.approx(2 * 7 / 8 * n / 300e9 + 2 * 3 / 4 * (n / 8) / 25e9, rel=1e-12)
+    # the three phases are one collective: the fixed cost once, beside the steps of each phase (2 x 7
+    # inside the node; across the 4 nodes the tree's 2 log2(4) = 4 beat the ring's 2 x 3)
+    hier_lat = comm.hierarchical_allreduce(n, 32, 8, 300e9, alpha, 25e9, 3 * alpha, base)
+    assert hier_lat == pytest.approx(hier + 14 * alpha + 4 * 3 * alpha + base, rel=1e-12)
     # a group inside one node is a plain ring; one GPU per node is a ring over the NICs
-    assert comm.hierarchical_allreduce(n, 8, 8, 300e9, 0, 25e9, 0) == pytest.approx(2 * 7 / 8 * n / 300e9)
-    assert comm.hierarchical_allreduce(n, 16, 1, 300e9, 0, 25e9, 0) == pytest.approx(2 * 15 / 16 * n / 25e9)
-    assert comm.allgather_time(n, 4, 100e9, alpha) == pytest.approx(3 / 4 * n / 100e9 + 3 * alpha)
-    assert comm.p2p_time(n, 100e9, alpha) == pytest.approx(n / 100e9 + alpha)
+    assert comm.hierarchical_allreduce(n, 8, 8, 300e9, 0, 25e9, 0, 0) == pytest.approx(2 * 7 / 8 * n / 300e9)
+    assert comm.hierarchical_allreduce(n, 16, 1, 300e9, 0, 25e9, 0, 0) == pytest.approx(2 * 15 / 16 * n / 25e9)
+    assert comm.allgather_time(n, 4, 100e9, alpha, base) == pytest.approx(3 / 4 * n / 100e9 + 3 * alpha + base)
+    assert comm.p2p_time(n, 100e9, alpha, base) == pytest.approx(n / 100e9 + alpha + base)
+    # one rank: no collective, no fixed cost
+    for f in (comm.ring_allreduce_time, comm.tree_allreduce_time, comm.allgather_time, comm.alltoall_time):
+        assert f(n, 1, 100e9, alpha, base) == 0.0
+    assert comm.hierarchical_allreduce(n, 1, 8, 300e9, alpha, 25e9, alpha, base) == 0.0
+
+
+@pytest.mark.parametrize("ranks, nbytes, expected", [
+    # NVLink 4 (fabrics.toml nvlink4): 450 GB/s a direction, 0.90 us a step after NCCL's 6.6 us per collective
+    (2, 128, 6.6e-6 + 2 * 0.90e-6 + 2 * 1 / 2 * 128 / 450e9),             # 8.40 us
+    (8, 128, 6.6e-6 + 14 * 0.90e-6 + 2 * 7 / 8 * 128 / 450e9),            # 19.20 us: issue #57's 19.19 us
+    (2, 2 ** 20, 6.6e-6 + 2 * 0.90e-6 + 2 * 1 / 2 * 2 ** 20 / 450e9),     # 10.73 us
+    (8, 2 ** 20, 6.6e-6 + 14 * 0.90e-6 + 2 * 7 / 8 * 2 ** 20 / 450e9),    # 23.28 us
+])
+def test_tp_allreduce_on_nvlink4_pays_the_fixed_cost_once_and_each_step(ranks, nbytes, expected):
+    from dse.modes.setup import scale_up_link
+    bw, step, base = scale_up_link(registry("hardware").get("h100-sxm", "h"))
+    assert (bw, step, base) == (pytest.approx(450e9), pytest.approx(0.90e-6), pytest.approx(6.6e-6))
+    assert comm.ring_allreduce_time(nbytes, ranks, bw, step, base) == pytest.approx(expected, rel=1e-9)
+
+
+def test_nvlink3_latency_reproduces_the_forced_ring_sweep():
+    # nccl-tests issue #123 (DGX-A100, forced Ring, 8-128 B): 33.7 us at n = 8 reproduced, n = 2 within 5%
+    from dse.modes.setup import scale_up_link
+    bw, step, base = scale_up_link(registry("hardware").get("a100-sxm-80gb", "h"))
+    assert (step, base) == (pytest.approx(1.94e-6), pytest.approx(6.6e-6))
+    assert comm.ring_allreduce_time(0.0, 8, bw, step, base) == pytest.approx(33.7e-6, rel=2e-3)
+    assert comm.ring_allreduce_time(0.0, 2, bw, step, base) == pytest.approx(10.0e-6, rel=0.05)
 
 
 def test_expert_all_to_all_inside_and_across_nodes():
     n = 1e9
     # 16 ranks, 8 per node: 7/16 of what a rank sends stays on NVLink, 8/16 crosses its NIC, at once
-    t = comm.hierarchical_alltoall(n, 16, 8, 300e9, 0.0, 25e9, 0.0)
+    t = comm.hierarchical_alltoall(n, 16, 8, 300e9, 0.0, 25e9, 0.0, 0.0)
     assert t == pytest.approx(max(7 / 16 * n / 300e9, 8 / 16 * n / 25e9))
-    assert comm.hierarchical_alltoall(n, 8, 8, 300e9, 1e-6, 25e9, 0.0) == pytest.approx(7 / 8 * n / 300e9 + 7e-6)
+    assert comm.hierarchical_alltoall(n, 8, 8, 300e9, 1e-6, 25e9, 0.0, 5e-6) == pytest.approx(
+        7 / 8 * n / 300e9 + 7e-6 + 5e-6, rel=1e-12)
 
 
 def test_expert_parallel_all_to_all_in_train_mode():
     m = dse.evaluate(workload="mixtral-8x7b", **H100, gpus=8, ep=8, batch=8, micro_batch=1, seq_len=4096, zero=1)
     # per MoE layer and pass, dispatch and combine: each rank sends its 4096 tokens x top-2 x h x 2 B
     sent = 4096 * 2 * 4096 * 2
-    a2a = 7 / 8 * sent / NVLINK4 + 7 * ALPHA_NVLINK4
+    a2a = 7 / 8 * sent / NVLINK4 + 7 * ALPHA_NVLINK4 + BASE_NVLINK4
     assert m["ep_comm_time_s"] == pytest.approx(32 * 2 * 2 * a2a, rel=1e-9)  # 32 layers, fwd+bwd, 2 each
     dense = dse.evaluate(workload="mixtral-8x7b", **H100, gpus=8, batch=8, micro_batch=1, seq_len=4096, zero=1)
     assert dense["ep_comm_time_s"] == 0
@@ -130,7 +166,7 @@ def test_expert_parallel_all_to_all_in_train_mode():
 def test_tensor_parallel_traffic_is_two_all_reduces_per_layer_and_pass():
     m = dse.evaluate(workload="llama-3-8b", **H100, gpus=8, tp=8, batch=1, seq_len=8192)
     # all-gather + reduce-scatter of [8192 x 4096] x 2 B, twice per layer, in forward and backward
-    ag = 7 / 8 * 8192 * 4096 * 2 / NVLINK4 + 7 * ALPHA_NVLINK4
+    ag = 7 / 8 * 8192 * 4096 * 2 / NVLINK4 + 7 * ALPHA_NVLINK4 + BASE_NVLINK4
     assert m["tp_comm_time_s"] == pytest.approx(32 * 2 * 4 * ag, rel=1e-9)
     full = dse.evaluate(workload="llama-3-8b", **H100, gpus=8, tp=8, batch=1, seq_len=8192, recompute="full")
     assert full["tp_comm_time_s"] == pytest.approx(32 * 3 * 4 * ag, rel=1e-9)  # the recomputed forward too
@@ -180,8 +216,8 @@ def test_zero3_memory_and_traffic():
         params * 16 * 15 / 16 - 2 * layer * 2, rel=1e-9)
     # per micro-batch: gather the 2 B weights for the forward and the backward, reduce-scatter the
     # gradients, over a ring of 16 ranks on two nodes at each GPU's NIC share (50 GB/s; NDR has no
-    # published latency): 2 micro-batches per step
-    traffic = 2 * 3 * 15 / 16 * params * 2 / NDR_PER_GPU
+    # published latency), each collective paying NCCL's 6.6 us once: 2 micro-batches per step
+    traffic = 2 * 3 * (15 / 16 * params * 2 / NDR_PER_GPU + 6.6e-6)
     # prefetched under the compute (2.58 s against 0.61 s here: communication-bound): what does not
     # fit is exposed, and 0.3 (interference) of what does
     window = z3["compute_time_s"]

@@ -31,7 +31,7 @@ def test_group_bandwidth(name, tp, per_direction):
 def test_node_devices_keep_their_fabric_and_pcie_cards_gain_one():
     assert scale_up_link(dev("h100-sxm"))[0] == pytest.approx(450 * GB)  # NVLink 4, per direction
     assert scale_up_link(dev("l40s"))[0] == pytest.approx(32 * GB)
-    assert scale_up_link(dev("tpu-v4")) == (None, 0.0)  # nothing says how they connect
+    assert scale_up_link(dev("tpu-v4")) == (None, 0.0, 0.0)  # nothing says how they connect
     assert scale_up_link(dev("mi250x"))[0] == pytest.approx(50 * GB)  # an 8-GCD ring: one IF link per direction
 
 

@@ -44,7 +44,8 @@ UNITS = {
     "achievable_bf16": "TFLOP/s",
     "achievable_fp8": "TFLOP/s", "grid_intensity": "g/kWh", "pue": "",
     "wue": "L/kWh", "water_offsite": "L/kWh",
-    "electricity_price": "USD/kWh", "bandwidth": "GB/s", "latency": "us", "system_power": "kW", "host_power": "kW",
+    "electricity_price": "USD/kWh", "bandwidth": "GB/s", "latency": "us", "base_latency": "us", "system_power": "kW",
+    "host_power": "kW",
     # economics.toml [assumptions]
     "hardware_life": "year", "maintenance_rate": "1/year", "facility_cost": "USD/kW/month",
     "network_capex_fraction": "", "storage_capex_fraction": "", "host_load_fraction": "", "idle_power_fraction": "",

@@ -449,11 +449,12 @@ def weights_per_rank(w: Transformer, tp):
     return parameters(w) / tp + w.layers * kv_projection_weights(w) * kv_excess(w, tp)
 
 
-def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: float, latency: float):
+def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: float, latency: float, base: float):
     """The all-reduces of the [tokens x hidden] activations of every layer (`tp_syncs_per_layer`: two, or
-    one for a parallel block) over the scale-up link."""
+    one for a parallel block) over the scale-up link, each paying the per-step `latency` and the fixed
+    cost `base` of one collective (`communication`)."""
     return tp_syncs_per_layer(w) * w.layers * ring_allreduce_time(tokens * w.hidden * act_bytes, tp, bandwidth,
-                                                                  latency)
+                                                                  latency, base)
 
 
 def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float, kv_bytes: float,

@@ -57,7 +57,7 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     else:
         link = n["link_bw"] + 0.0 * b  # a link column (its own per TP degree) per phase
         comm = transformer.tp_allreduce_time(w, stack_phases(scalar, per_pass * i, b), tps, s.ex.act_bytes,
-                                             stack_phases(scalar, link, link), n["link_latency"])
+                                             stack_phases(scalar, link, link), n["link_latency"], n["link_base"])
     prefill, itl = split_phases(t.total + comm, 2, scalar)
     ttft = passes * prefill
     comm_dec = split_phases(comm, 2, scalar)[1]
@@ -187,7 +187,8 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0)
     link = n["link_bw"] if np.ndim(n["link_bw"]) == 0 or np.ndim(tp) == 0 else np.tile(
         n["link_bw"], len(tp) // len(n["link_bw"]))  # one link column per phase
-    comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, ex.act_bytes, link, n["link_latency"])
+    comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, ex.act_bytes, link, n["link_latency"],
+                                         n["link_base"])
     t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
                             overhead=serving.STEP_S + eager + 0.0 * t.total)
     return t, comm

@@ -31,7 +31,7 @@ class Setup:
     tensor_speedup: float
     recompute: str
     notes: tuple[str, ...]
-    link: tuple[float | None, float]
+    link: tuple[float | None, float, float]
     params: float
 
 
@@ -210,19 +210,20 @@ def relabel(condition, label: str, otherwise):
     return str(picked) if picked.ndim == 0 else picked
 
 
-def scale_up_link(device: Accelerator) -> tuple[float | None, float]:
+def scale_up_link(device: Accelerator) -> tuple[float | None, float, float]:
     """One direction of the scale-up link between the device's GPUs (B/s) for a group of the whole
-    server, and the per-step latency of that fabric: from the catalog node built from the device, else
+    server, the per-step latency of that fabric and its fixed cost per collective (s; fabrics.toml
+    `latency` and `base_latency`, 0 where unpublished): from the catalog node built from the device, else
     from its entry in links.toml (PCIe through the host, NVLink bridges, point-to-point meshes, ICI),
-    else, for a user's own chip, its scale_up_bandwidth as a switched fabric; (None, 0) when nothing
+    else, for a user's own chip, its scale_up_bandwidth as a switched fabric; (None, 0, 0) when nothing
     says how its accelerators connect, so that parallelism is refused, not guessed."""
     node = node_for(device)
     fabric = next((f for f in registry("fabrics") if node and f.name == node.scale_up), None)
     if fabric is not None:
         bw = device.get("scale_up_bandwidth") or fabric.get("bandwidth")
-        return bw / 2.0, fabric.get("latency") or 0.0
+        return bw / 2.0, fabric.get("latency") or 0.0, fabric.get("base_latency") or 0.0
     bw, _, _ = tp_link(device, None)
-    return (None if bw is None else float(bw)), 0.0
+    return (None if bw is None else float(bw)), 0.0, 0.0
 
 
 def tp_link(device: Accelerator, tp) -> tuple[object, float, int | None]:

@@ -129,7 +129,8 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     eta = s.eff.collective
     up_bw, up_lat = n["link_bw"] * eta, n["link_latency"]
     out_bw, out_lat = n["out_bw"] * eta, n["out_latency"]
-    links = (up_bw, up_lat, out_bw, out_lat)
+    base = n["link_base"]  # the collective library's fixed cost, once per collective
+    links = (up_bw, up_lat, out_bw, out_lat, base)
 
     # one micro-batch's forward on one GPU: its share of the sequence (cp) and of heads, columns and
     # sequence (tp, with sequence parallelism)
@@ -168,7 +169,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # block, `transformer.tp_syncs_per_layer`), in each pass (Korthikanti 2022, 4.2.2)
     tokens = rows * seq
     k_tp = _group_size_per_node(1.0, tp, per_node)
-    tp_links = (_tp_group_link(s, n, k_tp) * eta, up_lat, out_bw, out_lat)
+    tp_links = (_tp_group_link(s, n, k_tp) * eta, up_lat, out_bw, out_lat, base)
     ag_tp = comm.hierarchical_allgather(tokens * w.hidden * act, tp, k_tp, *tp_links)
     # K/V groups every rank holds (MLA's latent, `transformer.kv_excess`): made by the duplicated
     # down-projection on the rank's 1/tp of the tokens, gathered in the forward, its gradient
@@ -201,7 +202,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     p2p_bw = np.where(tp * cp * dp >= per_node, out_bw, up_bw)
     p2p_lat = np.where(tp * cp * dp >= per_node, out_lat, up_lat)
     p2p = np.where(pp > 1, 2.0 * (vp * m + pp - 1), 0.0) * comm.p2p_time(tokens * w.hidden * act / tp, p2p_bw,
-                                                                          p2p_lat)
+                                                                          p2p_lat, base)
 
     # parameters on the heaviest stage: its layers (experts split over ep) and the embedding or head
     stage_params = _stage_parameters(w, s.params, layers, tp, pp, ep)
@@ -214,7 +215,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # the flat data-parallel group: a ring that leaves the node runs at each GPU's NIC share
     flat_bw = np.where(group > k_dp, out_bw, up_bw)
     flat_lat = np.where(group > k_dp, out_lat, up_lat)
-    dp_traffic = np.where(zero >= 3, m * 3.0 * comm.allgather_time(grads, group, flat_bw, flat_lat),
+    dp_traffic = np.where(zero >= 3, m * 3.0 * comm.allgather_time(grads, group, flat_bw, flat_lat, base),
                           comm.hierarchical_allreduce(grads, group, k_dp, *links))
     window = np.where(zero >= 3, m * compute_mb, layers * bwd_layer)
     dp_exposed = _exposed(dp_traffic, window, s.eff.interference)
@@ -304,7 +305,7 @@ def _train_cnn(s: Setup, n: dict) -> tuple[dict, list]:
     k = _group_size_per_node(1.0, dp, n["gpus_per_node"])
     eta = s.eff.collective
     traffic = comm.hierarchical_allreduce(grads, dp, k, n["link_bw"] * eta, n["link_latency"], n["out_bw"] * eta,
-                                          n["out_latency"])
+                                          n["out_latency"], n["link_base"])
     exposed = _exposed(traffic, 2.0 * fwd.total, s.eff.interference)
     shard = s.params / np.where(n["zero"] >= 1, dp, 1.0)
     opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
