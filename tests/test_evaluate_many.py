@@ -154,7 +154,10 @@ def test_zero_stages_in_a_frame_match_evaluate():
     out = dse.evaluate_many(frame)
     assert_rows_match(frame, out)
     assert out["memory_per_gpu_bytes"].is_monotonic_decreasing
-    assert out.loc[3, "communication_time_s"] == pytest.approx(1.5 * out.loc[0, "communication_time_s"])
+    # ZeRO-3's two gathers and a reduce-scatter move 1.5x an all-reduce's bytes and steps, and pay NCCL's
+    # 6.6 us fixed cost (fabrics.toml nvlink4) three times against once; 0.3 of both exposed (interference)
+    assert out.loc[3, "communication_time_s"] == pytest.approx(
+        1.5 * out.loc[0, "communication_time_s"] + 0.3 * (3 - 1.5) * 6.6e-6, rel=1e-9)
 
 
 def test_storage_bandwidth_column():
