@@ -15,7 +15,9 @@ becomes the design point its run describes, by its `scenario`:
   each request replaced as it ends); TTFT, ITL and output tokens/s of the replica.
 * `max-load` (`trtllm-bench throughput`, every request queued at once): continuous batching with
   no `--qps` and no `--batch`, so as many sequences as the KV cache holds (trtllm-bench sizes
-  max_batch_size from free KV memory); output tokens/s of the TP group.
+  max_batch_size from free KV memory); output tokens/s of the TP group is the replica's capacity,
+  `capacity_requests_per_s` x O: with the queue never empty every freed slot is refilled at once
+  (a closed loop's `tokens_per_s` counts the time its requests wait for step-budget room with no slot).
 TP is the row's, on one replica (`--gpus` = `--tp`).
 """
 from __future__ import annotations
@@ -55,6 +57,8 @@ def point(r: dict) -> dict:
 def predict(r: dict) -> tuple[float, dict]:
     """dse's value of the row's metric, in the row's unit, and the point's metrics."""
     m = dse.evaluate(**point(r))
+    if r["scenario"] == "max-load":
+        return float(m["capacity_requests_per_s"]) * int(r["output_len"]), m
     key, scale = METRIC[r["metric"]]
     return float(m[key]) * scale, m
 

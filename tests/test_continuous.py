@@ -318,3 +318,13 @@ def test_decode_attention_applies_to_serve_only():
     with pytest.raises(dse.UserInputError) as err:
         dse.evaluate(workload="llama-3-8b", hardware="h100", mode="infer", decode_attention="per-head")
     assert "decode_attention" in str(err.value) and "serve" in str(err.value)
+
+
+def test_full_load_throughput_is_the_closed_loops_littles_law():
+    # 5 requests in flight, each replaced as it ends: 5 x 500 tokens every request latency, below the
+    # capacity an open queue reaches (a request's overheads and budget wait hold no slot)
+    m = dse.evaluate(workload="llama-3.1-70b", hardware="h100", mode="serve", precision="fp8", tp=2, batch=5,
+                     input_len=5000, output_len=500)
+    assert m["tokens_per_s"] == pytest.approx(5 * 500 / m["request_latency_s"], rel=1e-12)
+    assert m["tokens_per_s"] < m["capacity_requests_per_s"] * 500
+    assert m["request_latency_s"] == pytest.approx(m["ttft_s"] + 499 * m["itl_s"], rel=1e-12)

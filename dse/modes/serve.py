@@ -237,7 +237,9 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     `--max-batched-tokens`, chunks of waiting prompts (decodes first); at most `--batch` sequences are
     in flight (default: what the KV cache holds, capped at the engine's max_num_seqs). Step times come
     from the roofline of that mixed step (`transformer.mixed_ops`) and are made affine in the number
-    of sequences decoding (`serving.Engine`). Without `--qps` the replica runs full (capacity); with
+    of sequences decoding (`serving.Engine`). Without `--qps` the replica runs full: a closed loop of
+    `--batch` requests, each replaced as it ends, whose tokens/s is C * O / request latency (Little's
+    law), at most `capacity_requests_per_s`, what an open queue that never empties reaches; with
     it, at the self-consistent operating point of `serving.operating_point`, with an M/M/c queue for
     the slots in front (c = --batch, service = a slot's holding time).
 
@@ -294,9 +296,14 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     wait = np.where(budget_bound, np.maximum(slots / per_replica - unqueued - (o - 1.0) * itl, 0.0),
                     serving.prefill_wait(g, full, per_replica)[0])
     ttft = unqueued + wait
-    m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": ttft + (o - 1.0) * itl,
+    latency = ttft + (o - 1.0) * itl
+    # the loop's throughput by Little's law, `slots` requests in flight each for `latency` (a request's
+    # overheads and its wait for the step budget hold no slot, so where the slots limit it this is
+    # below the capacity an open queue reaches; where the budget does, the two are equal by the above)
+    loop = np.minimum(slots / latency, per_replica)
+    m = {"ttft_s": ttft, "itl_s": itl, "request_latency_s": latency,
          "kv_cache_bytes": kv_seq * slots, "max_batch": largest, "concurrency": slots * one,
-         "tokens_per_s": per_replica * o * replicas, "capacity_requests_per_s": per_replica * replicas,
+         "tokens_per_s": loop * o * replicas, "capacity_requests_per_s": per_replica * replicas,
          "replicas": replicas, "weights_bytes": model_weight_bytes(s) + 0.0 * weights,
          "communication_time_s": comm_dec,
          "prefill_compute_time_s": steps * mixed.compute * (1.0 - dec.flops / mixed.flops),  # the prompt's share
