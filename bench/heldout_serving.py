@@ -7,9 +7,10 @@ Nothing is fitted on them: the engine parameters in `dse.models.serving` stay th
 (`bench/vllm_sim2real.py`) and the device efficiencies those of `dse.models.calibration`. Each row
 becomes the design point its run describes, by its `scenario`:
 * `batch1` (gpt-fast `generate.py`): one request at a time, a static batch of 1 (`--scheduler
-  static --batch 1`); gpt-fast's tokens/s is new tokens over the call's wall time, prefill included,
-  which is dse's `tokens_per_s` for that batch, O / (TTFT + (O - 1) ITL)
-  (`serving.static_tokens_per_s`).
+  static --batch 1 --cuda-graphs on`: its decode step runs under torch.compile's "reduce-overhead"
+  mode, a CUDA graph; its prefill launches per kernel); gpt-fast's tokens/s is new tokens over the
+  call's wall time, prefill included, which is dse's `tokens_per_s` for that batch, O / (TTFT +
+  (O - 1) ITL) (`serving.static_tokens_per_s`).
 * `closed-loop` (NIM under AIPerf at fixed concurrency C): continuous batching with C requests in
   flight and no `--qps`, the replica running full at `--batch C` (`serve.continuous`: a closed loop,
   each request replaced as it ends); TTFT, ITL and output tokens/s of the replica.
@@ -46,7 +47,7 @@ def point(r: dict) -> dict:
     tp = int(r["tp"])
     p = dict(workload=r["dse_workload"], hardware=r["dse_hardware"], mode="serve", precision=r["dse_precision"],
              tp=tp, gpus=tp, input_len=int(r["input_len"]), output_len=int(r["output_len"]),
-             scheduler=SCHEDULER[r["scenario"]])
+             scheduler=SCHEDULER[r["scenario"]], cuda_graphs="on")
     if r["dse_weight_precision"]:
         p["weight_precision"] = r["dse_weight_precision"]
     if r["batch_or_concurrency"]:

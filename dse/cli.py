@@ -60,6 +60,8 @@ def _eval_parser(sub) -> None:
     p.add_argument("--decode-attention", help="serve: grouped (default; one read of a KV head's cache serves its "
                    "query heads) | per-head (one read per query head, as kernels before FlashAttention-2's decode "
                    "path and TensorRT-LLM's XQA)")
+    p.add_argument("--cuda-graphs", help="serve: on | off: decode steps replay a CUDA graph (default on for "
+                   "continuous batching, off for static batches; off is vLLM's --enforce-eager)")
     for key, spec in cfg.NUMERIC.items():
         p.add_argument(cfg.option(key), dest=key, metavar="X", help=spec.help)
     money = p.add_argument_group("economics (with --tokens or --duration-days)")

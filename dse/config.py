@@ -106,8 +106,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "purchase": ("rent", "rent-reserved", "rent-gpu-cloud", "buy"),
     "scheduler": ("continuous", "static"),
     "decode_attention": DECODE_ATTENTION,
+    "cuda_graphs": ("on", "off"),
 }
-ENGINE_CHOICES = ("scheduler", "decode_attention")  # serve mode's engine choices
+ENGINE_CHOICES = ("scheduler", "decode_attention", "cuda_graphs")  # serve mode's engine choices
 # Which options each mode uses; any other option given is refused rather than ignored.
 _PIPELINE = {"cpu_workers", "worker_bw", "storage_bw", "sample_bytes"}
 _ECONOMICS = {k for k in ECONOMICS if k in NUMERIC and k != "repair_hours"}
@@ -271,15 +272,18 @@ def plain(v):
 
 
 def engine_options(n: dict, given: dict, chosen: dict, s: Setup) -> None:
-    """The serving engine's options (DESIGN.md 4.1): the `chosen` ENGINE_CHOICES, `--scheduler` and
-    `--decode-attention` (serve mode only), and what each scheduler uses: `--max-batched-tokens` and
-    `--prefix-cache-hit` for continuous batching, `--prefill-batch` for static batches. Sets
-    n["scheduler"] and n["decode_attention"]; under continuous batching an absent --batch is None
-    (the engine takes what the KV cache holds, `dse.modes.serve`)."""
+    """The serving engine's options (DESIGN.md 4.1): the `chosen` ENGINE_CHOICES, `--scheduler`,
+    `--decode-attention` and `--cuda-graphs` (serve mode only), and what each scheduler uses:
+    `--max-batched-tokens` and `--prefix-cache-hit` for continuous batching, `--prefill-batch` for
+    static batches. Sets n[key] for each choice; `--cuda-graphs` defaults to on under continuous
+    batching (vLLM V1 and TensorRT-LLM decode under CUDA graphs) and off for static batches (the
+    TensorRT-LLM v0.6.1 session runs they are calibrated on); under continuous batching an absent
+    --batch is None (the engine takes what the KV cache holds, `dse.modes.serve`)."""
     for key in ENGINE_CHOICES:
         if chosen.get(key) is not None and s.mode != "serve":
             raise UserInputError(option(key), chosen[key], f"left out in {s.mode} mode (it applies to serve)")
-        n[key] = chosen.get(key) or DEFAULTS[key]
+        n[key] = chosen.get(key) or DEFAULTS.get(key)
+    n["cuda_graphs"] = n["cuda_graphs"] or ("off" if n["scheduler"] == "static" else "on")
     if s.mode != "serve":
         return
     if n["decode_attention"] == "per-head" and isinstance(s.workload, Transformer) and s.workload.kv_lora_rank:

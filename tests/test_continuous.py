@@ -233,7 +233,7 @@ def test_evaluate_many_matches_evaluate():
     ("max_batched_tokens", 0, ">= 1"), ("max_batched_tokens", 10**6, "context of 8192"),
     ("prefix_cache_hit", 1.0, "< 1"), ("prefix_cache_hit", -0.1, ">= 0"), ("qps", 0, "> 0"),
     ("scheduler", "continous", "continuous"), ("prefill_batch", 4, "scheduler static"),
-    ("decode_attention", "perhead", "grouped, per-head")])
+    ("decode_attention", "perhead", "grouped, per-head"), ("cuda_graphs", "yes", "one of off, on")])
 def test_bad_engine_options_are_named(option, value, words):
     with pytest.raises(dse.UserInputError) as err:
         dse.evaluate(**SERVE, batch=8, **{option: value})
@@ -328,3 +328,25 @@ def test_full_load_throughput_is_the_closed_loops_littles_law():
     assert m["tokens_per_s"] == pytest.approx(5 * 500 / m["request_latency_s"], rel=1e-12)
     assert m["tokens_per_s"] < m["capacity_requests_per_s"] * 500
     assert m["request_latency_s"] == pytest.approx(m["ttft_s"] + 499 * m["itl_s"], rel=1e-12)
+
+
+def test_cuda_graphs_turn_static_decode_launches_into_graph_kernel_boundaries():
+    # Llama-2-7B decode launches 11 kernels a layer (QKV, attention, out-projection, gate/up/down,
+    # activation, two norms, two residual adds) plus embedding, final norm and logits: 32 x 11 + 3 =
+    # 355. A replayed graph pays 1.3 us per kernel boundary (serving.GRAPH_KERNEL_S) where an eager
+    # launch pays the class's 6 us; the prefill launches per kernel either way.
+    kw = dict(workload="llama-2-7b", hardware="a100-sxm-80gb", mode="serve", precision="bf16", batch=1,
+              input_len=5, output_len=200, scheduler="static", tp=8, gpus=8)
+    eager, graphed = dse.evaluate(**kw), dse.evaluate(**kw, cuda_graphs="on")
+    assert eager["itl_s"] - graphed["itl_s"] == pytest.approx(355 * (6e-6 - 1.3e-6), rel=1e-9)
+    assert eager["ttft_s"] == graphed["ttft_s"]
+    assert dse.evaluate(**kw, cuda_graphs="off")["itl_s"] == eager["itl_s"]  # off: the static default
+
+
+def test_cuda_graphs_off_launches_every_kernel_of_a_continuous_step():
+    # vLLM's --enforce-eager: a decode-only step of Llama-3-8B (355 kernels as above) launches each at
+    # 6 us on top of the per-step overhead, where the captured graph charged only the step overhead
+    kw = dict(workload="llama-3-8b", hardware="h100", mode="serve", batch=8, input_len=512, output_len=128)
+    graphs, eager = dse.evaluate(**kw), dse.evaluate(**kw, cuda_graphs="off")
+    assert graphs["itl_s"] == dse.evaluate(**kw, cuda_graphs="on")["itl_s"]  # on: the continuous default
+    assert eager["itl_s"] > graphs["itl_s"] + 0.9 * 355 * 6e-6

@@ -106,6 +106,10 @@ STREAM_EFFICIENCY = 0.92
 # 2025, "the scheduler operate[s] one step ahead"; on by default unless an option is incompatible,
 # vllm/config/vllm.py, 2026): an arriving request joins the step after the one already planned.
 AHEAD_STEPS = 1.0
+# A kernel boundary inside a replayed CUDA graph: no host launch, but the GPU still drains one kernel
+# and starts the next, about 1.3 us per kernel measured on an H100 (Spector et al., Hazy Research,
+# "Look Ma, No Bubbles! Designing a Low-Latency Megakernel for Llama-1B", 2025-05-27).
+GRAPH_KERNEL_S = 1.3e-6
 
 
 def engine_defaults(name: str, capacity_bytes: float) -> tuple[float, float]:

@@ -37,7 +37,11 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
 
     The batch's prompts are prefilled `prefill_batch` at a time (default: all in one pass), in
     ceil(batch / prefill_batch) equal passes; the TTFT is their sum (the last request's first token)
-    and the working memory is the activations of a full pass of prefill_batch prompts."""
+    and the working memory is the activations of a full pass of prefill_batch prompts. Kernels launch
+    one by one; with `--cuda-graphs on` each decode step replays one graph, whose kernel boundaries
+    cost `serving.GRAPH_KERNEL_S` each instead of a launch (gpt-fast compiles its decode step with
+    torch.compile's "reduce-overhead" mode, CUDA graphs, and its prefill without: pytorch-labs/gpt-fast
+    generate.py), so the prefill still launches per kernel."""
     w = s.workload
     b, i, o, tp = n["batch"], n["input_len"], n["output_len"], n["tp"]
     pb = 0.0 if n["prefill_batch"] is None else n["prefill_batch"]
@@ -52,6 +56,9 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     streams = stack_phases(scalar, one, transformer.decode_kv_streams(w, tp, n["decode_attention"]) * one)
     t = forward_pass(s, stack_phases(scalar, per_pass, b), stack_phases(scalar, i, one),
                      stack_phases(scalar, i, i + o / 2.0), 1.0, tp=tps, kv_streams=streams)
+    if n["cuda_graphs"] == "on":  # the decode phase's launches become graph kernel boundaries
+        saved = t.overhead * stack_phases(scalar, 0.0 * one, one) * (1.0 - serving.GRAPH_KERNEL_S / s.eff.launch)
+        t = dataclasses.replace(t, total=t.total - saved, overhead=t.overhead - saved)
     if scalar and tp == 1:  # one GPU per replica: nothing to all-reduce
         comm = np.zeros(2)
     else:
@@ -175,8 +182,9 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     of `roofline.run` are replaced by the engine's per-step overhead, plus, in steps that carry a
     prefill chunk, one eager attention launch per layer outside the piecewise graphs (vLLM V1 captures
     decode-only steps whole and mixed steps piecewise, split at attention: docs.vllm.ai, "CUDA
-    Graphs" design note, 2025); weights and KV stream at `serving.STREAM_EFFICIENCY` of the device
-    class's bandwidth efficiency; and the TP all-reduces of the step's tokens, in 16 bits."""
+    Graphs" design note, 2025); with `--cuda-graphs off` (vLLM's --enforce-eager) every kernel
+    launches, on top of the per-step overhead. Weights and KV stream at `serving.STREAM_EFFICIENCY`
+    of the device class's bandwidth efficiency; the TP all-reduces of the step's tokens, in 16 bits."""
     w, ex = s.workload, s.ex
     table = transformer.mixed_ops(w, decoding, context, chunk, prompt, ex.act_bytes, ex.kv_bytes,
                                   transformer.decode_kv_streams(w, tp, n["decode_attention"]))
@@ -184,7 +192,7 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
         table = transformer.shard(table, tp, w)
     eff = dataclasses.replace(s.eff, memory=s.eff.memory * serving.STREAM_EFFICIENCY)
     t = run_pass(s, table, eff)
-    eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0)
+    eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0) if n["cuda_graphs"] == "on" else t.overhead
     link = n["link_bw"] if np.ndim(n["link_bw"]) == 0 or np.ndim(tp) == 0 else np.tile(
         n["link_bw"], len(tp) // len(n["link_bw"]))  # one link column per phase
     comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, ex.act_bytes, link, n["link_latency"],
