@@ -31,6 +31,10 @@ data, each GPU over its own share of the node's NICs (k rings in parallel), and 
 the node. k = p is a group inside one node, k = 1 one GPU per node. The whole is one NCCL collective,
 so it pays the fixed cost once (tuning.cc adds baseLatencies once and the intra- and inter-node steps
 after it).
+
+Serving engines do the tensor-parallel all-reduces of a step with their own kernel instead
+(`engine_allreduce_time`): vLLM's custom all-reduce, each rank reading its peers' buffers over NVLink
+peer-to-peer inside the step's CUDA graph, one kernel with one flag barrier, no ring steps.
 """
 from __future__ import annotations
 
@@ -80,6 +84,42 @@ def alltoall_time(nbytes, ranks, bandwidth, latency, base):
 def p2p_time(nbytes, bandwidth, latency, base):
     """One point-to-point message: one step, one kernel."""
     return nbytes / bandwidth + latency + base
+
+
+# vLLM's custom all-reduce (csrc/custom_all_reduce.cuh, vllm/distributed/device_communicators/custom_all_reduce.py,
+# vllm-project/vllm commits c9eabec and 00d618a): world sizes it supports, the largest message it takes
+# (CustomAllreduce max_size default 8192 * 1024 bytes; `should_custom_ar` takes inp_size < max_size), and the
+# one-shot limits of its dispatch (2 ranks: always one-shot; up to 4: below 512 KiB; up to 8: below 256 KiB).
+ENGINE_AR_RANKS = (2, 4, 6, 8)
+ENGINE_AR_MAX_BYTES = 8192 * 1024
+ENGINE_AR_ONE_SHOT_BYTES = {4: 512 * 1024, 8: 256 * 1024}
+
+
+def engine_allreduce_time(nbytes, ranks, bandwidth, latency, base, engine_base, engine_bandwidth):
+    """The serving engine's tensor-parallel all-reduce: vLLM's custom all-reduce where it runs, NCCL's ring
+    elsewhere (`ring_allreduce_time` over `bandwidth`, with `latency` and `base`).
+
+    It runs (vllm/distributed/device_communicators/custom_all_reduce.py, CustomAllreduce and
+    `should_custom_ar`) on 2, 4, 6 or 8 ranks of one node whose links are fully peer-to-peer (NVLink),
+    for messages under ENGINE_AR_MAX_BYTES; here, wherever the scale-up fabric has its measured fixed
+    cost `engine_base` (s) and peer-read rate `engine_bandwidth` (B/s, one direction of one rank;
+    fabrics.toml `engine_allreduce_base` and `engine_allreduce_bandwidth`; 0 means not measured, so NCCL).
+    Data movement (csrc/custom_all_reduce.cuh): the one-shot kernel (cross_device_reduce_1stage) has
+    every rank read the whole buffer of each of its p-1 peers and sum them, (p-1) n bytes in over its
+    link; the two-shot kernel (cross_device_reduce_2stage) reduce-scatters (each rank reads its 1/p of
+    every peer's buffer) then all-gathers (reads the p-1 other reduced parts), 2(p-1)/p n bytes in.
+    Both synchronise with one flag write to every peer at start and end (start_sync / end_sync), not
+    in p-1 steps, so the fixed cost is one figure for every p:
+
+        one-shot   engine_base + (p-1) n / B_engine       p = 2, or p <= 4 and n < 512 KiB, or n < 256 KiB
+        two-shot   engine_base + 2(p-1)/p n / B_engine    otherwise"""
+    nbytes, ranks = np.asarray(nbytes, dtype=float), np.asarray(ranks, dtype=float)
+    one_shot = ((ranks == 2) | ((ranks <= 4) & (nbytes < ENGINE_AR_ONE_SHOT_BYTES[4]))
+                | (nbytes < ENGINE_AR_ONE_SHOT_BYTES[8]))
+    moved = np.where(one_shot, ranks - 1.0, 2.0 * (ranks - 1.0) / ranks) * nbytes
+    runs = np.isin(ranks, ENGINE_AR_RANKS) & (nbytes < ENGINE_AR_MAX_BYTES) & (engine_bandwidth > 0)
+    custom = moved / np.where(runs, engine_bandwidth, 1.0) + fixed_cost(ranks, engine_base)
+    return np.where(runs, custom, ring_allreduce_time(nbytes, ranks, bandwidth, latency, base))
 
 
 def hierarchical_allreduce(nbytes, ranks, per_node, intra_bw, intra_lat, inter_bw, inter_lat, base):

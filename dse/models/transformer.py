@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from dse.catalog.types import Transformer
-from dse.models.communication import ring_allreduce_time
+from dse.models.communication import engine_allreduce_time
 from dse.models.roofline import OpTable
 
 FLASH_BLOCK_ROWS = 128  # FlashAttention-2 query block (Dao 2023, section 3.1, B_r = 128 on A100)
@@ -449,12 +449,14 @@ def weights_per_rank(w: Transformer, tp):
     return parameters(w) / tp + w.layers * kv_projection_weights(w) * kv_excess(w, tp)
 
 
-def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: float, latency: float, base: float):
+def tp_allreduce_time(w: Transformer, tokens, tp, act_bytes: float, bandwidth: float, latency: float, base: float,
+                      engine: tuple[float, float] = (0.0, 0.0)):
     """The all-reduces of the [tokens x hidden] activations of every layer (`tp_syncs_per_layer`: two, or
-    one for a parallel block) over the scale-up link, each paying the per-step `latency` and the fixed
-    cost `base` of one collective (`communication`)."""
-    return tp_syncs_per_layer(w) * w.layers * ring_allreduce_time(tokens * w.hidden * act_bytes, tp, bandwidth,
-                                                                  latency, base)
+    one for a parallel block) over the scale-up link: the serving engine's own all-reduce where the link
+    has its measured `engine` (fixed cost s, peer-read rate B/s), else NCCL's ring with its per-step
+    `latency` and fixed cost `base` (`communication.engine_allreduce_time`)."""
+    return tp_syncs_per_layer(w) * w.layers * engine_allreduce_time(tokens * w.hidden * act_bytes, tp, bandwidth,
+                                                                    latency, base, *engine)
 
 
 def mixed_ops(w: Transformer, decoding, context, chunk, prompt, act_bytes: float, kv_bytes: float,

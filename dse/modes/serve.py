@@ -10,6 +10,7 @@ from dse import config as cfg
 from dse.models import memory, roofline, serving, transformer
 from dse.modes.setup import (
     Setup,
+    engine_allreduce,
     forward_pass,
     model_weight_bytes,
     phase_timing,
@@ -184,7 +185,9 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     decode-only steps whole and mixed steps piecewise, split at attention: docs.vllm.ai, "CUDA
     Graphs" design note, 2025); with `--cuda-graphs off` (vLLM's --enforce-eager) every kernel
     launches, on top of the per-step overhead. Weights and KV stream at `serving.STREAM_EFFICIENCY`
-    of the device class's bandwidth efficiency; the TP all-reduces of the step's tokens, in 16 bits."""
+    of the device class's bandwidth efficiency; the TP all-reduces of the step's tokens, in 16 bits, by
+    the engine's own all-reduce where it is measured on the link under CUDA graphs
+    (`communication.engine_allreduce_time`), else, and with `--cuda-graphs off`, NCCL's model."""
     w, ex = s.workload, s.ex
     table = transformer.mixed_ops(w, decoding, context, chunk, prompt, ex.act_bytes, ex.kv_bytes,
                                   transformer.decode_kv_streams(w, tp, n["decode_attention"]))
@@ -196,7 +199,8 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     link = n["link_bw"] if np.ndim(n["link_bw"]) == 0 or np.ndim(tp) == 0 else np.tile(
         n["link_bw"], len(tp) // len(n["link_bw"]))  # one link column per phase
     comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, ex.act_bytes, link, n["link_latency"],
-                                         n["link_base"])
+                                         n["link_base"],
+                                         engine_allreduce(s.device) if n["cuda_graphs"] == "on" else (0.0, 0.0))
     t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
                             overhead=serving.STEP_S + eager + 0.0 * t.total)
     return t, comm

@@ -217,13 +217,28 @@ def scale_up_link(device: Accelerator) -> tuple[float | None, float, float]:
     from its entry in links.toml (PCIe through the host, NVLink bridges, point-to-point meshes, ICI),
     else, for a user's own chip, its scale_up_bandwidth as a switched fabric; (None, 0, 0) when nothing
     says how its accelerators connect, so that parallelism is refused, not guessed."""
-    node = node_for(device)
-    fabric = next((f for f in registry("fabrics") if node and f.name == node.scale_up), None)
+    fabric = _scale_up_fabric(device)
     if fabric is not None:
         bw = device.get("scale_up_bandwidth") or fabric.get("bandwidth")
         return bw / 2.0, fabric.get("latency") or 0.0, fabric.get("base_latency") or 0.0
     bw, _, _ = tp_link(device, None)
     return (None if bw is None else float(bw)), 0.0, 0.0
+
+
+def _scale_up_fabric(device: Accelerator):
+    """The fabrics.toml entry of the scale-up link of the catalog node built from the device, or None."""
+    node = node_for(device)
+    return next((f for f in registry("fabrics") if node and f.name == node.scale_up), None)
+
+
+def engine_allreduce(device: Accelerator) -> tuple[float, float]:
+    """(fixed cost s, peer-read rate B/s) of one serving engine's custom all-reduce on the device's
+    scale-up fabric (fabrics.toml `engine_allreduce_base`, `engine_allreduce_bandwidth`); (0, 0) where
+    they are not measured: there the engine's all-reduce is modelled as NCCL's."""
+    fabric = _scale_up_fabric(device)
+    if fabric is None or not fabric.get("engine_allreduce_bandwidth"):
+        return 0.0, 0.0
+    return fabric.get("engine_allreduce_base"), fabric.get("engine_allreduce_bandwidth")
 
 
 def tp_link(device: Accelerator, tp) -> tuple[object, float, int | None]:
