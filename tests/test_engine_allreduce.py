@@ -73,3 +73,14 @@ def test_continuous_serving_uses_it_on_h100_and_nccl_on_a100():
     # the static scheduler keeps NCCL on H100: 16 x 8192 bytes, 6.6 + 2 x 0.9 us + 131072 / 450 GB/s
     static = dse.evaluate(hardware="h100", scheduler="static", **args)["communication_time_s"]
     assert static == pytest.approx(64 * (6.6e-6 + 2 * 0.9e-6 + 131072 / 450e9), rel=1e-9)
+
+
+def test_eager_engine_keeps_nccl():
+    # the fixed cost is measured under CUDA graphs; `--cuda-graphs off` (vLLM --enforce-eager) keeps NCCL's
+    # model, so the H100 all-reduces are rings again: 6.6 + 2 x 0.9 us + t x 8192 B / 450 GB/s each
+    args = dict(workload="llama-3-8b", hardware="h100", mode="serve", batch=16, input_len=512, output_len=64,
+                gpus=2, tp=2)
+    graphs = dse.evaluate(**args)["communication_time_s"]
+    t = (graphs / 64 - 4.8e-6) * 237e9 / 8192
+    eager = dse.evaluate(cuda_graphs="off", **args)["communication_time_s"]
+    assert eager == pytest.approx(64 * (6.6e-6 + 2 * 0.9e-6 + t * 8192 / 450e9), rel=1e-9)
