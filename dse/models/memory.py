@@ -27,15 +27,17 @@ optimizer state may take:
   Qwen3-0.6B, Qwen3-32B and Mistral-Small-3.2-24B) plus, in a tensor-parallel group, the
   communication buffers its first collectives set up (0.54-0.55 GiB at TP 2, for Llama-3.3-70B fp8
   and Qwen3-32B, so 0.42 GiB more): vLLM v0.11.0 V1, llm-d/llm-d-benchmark
-  config_explorer/empirical-vllm-memory-results.md (2025). Larger groups were not measured; the
+  config_explorer/empirical-vllm-memory-results.md (2025; the Qwen3-32B TP 2 row is in the file's
+  version at commit 4f4d449, not in its latest). Larger groups were not measured; the
   communication part is kept per rank, as a ring all-reduce connects each rank to its two neighbours
   whatever the group size (Patarasuk and Yuan 2009, "Bandwidth optimal all-reduce algorithms for
   clusters of workstations"). An earlier V0 accounting counted 1.79 GiB at TP 1 and 3.58 GiB at TP 2
   for Llama-3-8B on an H100 (vllm-project/vllm PR #10511, 2024-12: 71.29 GiB usable - 14.96 weights
   - 1.79 non-torch - 1.26 activation peak = 53.29 GiB of KV cache); its successor counts 0.16 GiB at
   TP 1 (PR #12126, 2025-01, Llama-3.2-11B-Vision on an H100), in line with the V1 figures above, and
-  the engines modelled here (vLLM v0.15.1 in bench/) run the later accounting. Training is planned against the share
-  alone: no framework's profile splits its reserve, and its communication buffers are counted in
+  the engines modelled here (vLLM v0.15.1 in bench/) run the later accounting. Every engine pays some
+  such workspaces (a CUDA context, cuBLAS), so static batches and `infer` carry the same figure: no
+  other engine publishes its own. Training is planned against the share alone: no framework's profile splits its reserve, and its communication buffers are counted in
   train mode where they arise.
 """
 from __future__ import annotations
