@@ -37,8 +37,9 @@ optimizer state may take:
   TP 1 (PR #12126, 2025-01, Llama-3.2-11B-Vision on an H100), in line with the V1 figures above, and
   the engines modelled here (vLLM v0.15.1 in bench/) run the later accounting. Every engine pays some
   such workspaces (a CUDA context, cuBLAS), so static batches and `infer` carry the same figure: no
-  other engine publishes its own. Training is planned against the share alone: no framework's profile splits its reserve, and its communication buffers are counted in
-  train mode where they arise.
+  other engine publishes its own. Training is planned against the share alone: no framework's
+  profile splits its reserve, and its communication buffers are counted in train mode where they
+  arise.
 """
 from __future__ import annotations
 
