@@ -39,9 +39,39 @@ def test_l40s_tp_all_reduce_over_pcie_by_hand():
     b = 16
     m = dse.evaluate(workload="llama-3-8b", hardware="l40s", mode="serve", scheduler="static", tp=4, batch=b,
                      input_len=512, output_len=128)
-    # two ring all-reduces per layer of b tokens x hidden in fp16: 2(n-1)/n of the buffer at 32 GB/s
-    ring = 2 * 3 / 4 * b * H * 2 / (32 * GB)
+    # two ring all-reduces per layer of b tokens x hidden in fp16: 2(n-1)/n of the buffer at 32 GB/s, after
+    # NCCL's 6.6 us fixed cost and 2(n-1) PCIe steps of 1.0 us (tuning.cc Ring/LL)
+    ring = 6.6e-6 + 2 * 3 * 1.0e-6 + 2 * 3 / 4 * b * H * 2 / (32 * GB)
     assert m["communication_time_s"] == pytest.approx(2 * L * ring, rel=1e-12)
+
+
+def test_l40s_tp2_all_reduce_of_8_kib_pays_nccl_pcie_latency():
+    """NCCL's model over PCIe (tuning.cc, NCCL 2.30.7): 6.6 us once + 2 x 1.0 us steps + bytes over 32 GB/s."""
+    from dse.models.communication import ring_allreduce_time
+
+    bw, latency, _ = tp_link(dev("l40s"), 2.0)
+    base = scale_up_link(dev("l40s"))[2]
+    assert ring_allreduce_time(8192, 2, bw, latency, base) == pytest.approx(
+        6.6e-6 + 2 * 1.0e-6 + 2 * 1 / 2 * 8192 / (32 * GB), rel=1e-12)
+
+
+@pytest.mark.parametrize("name,tp,step", [
+    ("a100-pcie-80gb", 2, 0.6e-6), ("a100-pcie-80gb", 4, 1.0e-6),  # NVLink bridge pair, then PCIe (tuning.cc)
+    ("h200-nvl", 4, 0.6e-6), ("t4", 8, 1.0e-6), ("mi325x", 8, 1.38e-6),  # MI300X's rccl-tests figure
+    ("mi250x", 8, 0.0), ("gaudi2", 8, 0.0), ("tpu-v5e", 8, 0.0)])  # nothing sourced: 0, a lower bound
+def test_group_latency_per_step(name, tp, step):
+    assert float(tp_link(dev(name), float(tp))[1]) == pytest.approx(step, rel=1e-12)
+
+
+def test_a100_sxm_40gb_pays_nvlink3_as_the_80gb_node_does():
+    """HGX A100 40 GB is the same NVSwitch as the DGX A100 node (links.toml names nvlink3): a TP8 decode
+    step all-reduces one token's hidden state twice per layer, 6.6 us + 14 x 1.94 us + 2 x 7/8 of 8 KiB
+    at 300 GB/s each (fabrics.toml nvlink3)."""
+    run = dict(workload="llama-2-7b", mode="serve", scheduler="static", tp=8, batch=1, input_len=128, output_len=128)
+    forty, eighty = (dse.evaluate(hardware=h, **run) for h in ("a100-sxm-40gb", "a100-sxm-80gb"))
+    per_token = 2 * L * (6.6e-6 + 14 * 1.94e-6 + 2 * 7 / 8 * H * 2 / (300 * GB))
+    assert forty["communication_time_s"] == pytest.approx(per_token, rel=1e-12)
+    assert eighty["communication_time_s"] == pytest.approx(per_token, rel=1e-12)
 
 
 @pytest.mark.parametrize("name,tp", [("l40s", 4), ("mi300x", 2), ("l4", 8), ("gaudi3", 8), ("a100-pcie-80gb", 2)])
@@ -89,3 +119,17 @@ def test_training_tp_group_gets_its_own_link():
         return dse.evaluate(workload="llama-3-8b", hardware="mi250x", mode="train", tp=tp, gpus=tp, batch=4,
                             micro_batch=4, seq_len=2048)["tp_comm_time_s"]
     assert tp_comm(8) / tp_comm(2) == pytest.approx((7 / 8 / 50) / (1 / 2 / 200), rel=1e-12)
+
+
+@pytest.mark.parametrize("scheduler", ["static", "continuous"])
+def test_bridge_latency_per_group_in_a_population(scheduler):
+    """A population mixing TP2 (within the NVLink bridge, 0.6 us steps) and TP4 (over PCIe, 1.0 us) gives
+    each point the latency of its own group, as one point at a time does: batch 1, 8 KiB per all-reduce,
+    the bridge's 300 GB/s and PCIe Gen4's 32 GB/s per direction."""
+    pts = [dict(workload="llama-3-8b", hardware="a100-pcie-80gb", mode="serve", scheduler=scheduler, tp=tp, batch=1,
+                input_len=512, output_len=128) for tp in (2, 4)]
+    got = dse.evaluate_many(pts)["communication_time_s"]
+    nbytes = H * 2
+    tp2 = 6.6e-6 + 2 * 0.6e-6 + 2 * 1 / 2 * nbytes / (300 * GB)
+    tp4 = 6.6e-6 + 6 * 1.0e-6 + 2 * 3 / 4 * nbytes / (32 * GB)
+    assert list(got) == pytest.approx([2 * L * tp2, 2 * L * tp4], rel=1e-12)

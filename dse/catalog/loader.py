@@ -483,15 +483,22 @@ class Link:
     bridge: int
     peer_bandwidth: float  # B/s per direction per peer pair ("mesh"), else 0
     ring_bandwidth: tuple[tuple[int, float], ...]  # ("rings") (group size, B/s per direction), ascending
+    latency: float  # s per ring step over the whole server's group (beyond the bridge for "bridge")
+    bridge_latency: float  # s per ring step within a bridge ("bridge"), else = latency
+    base_latency: float  # s once per collective
     source: str
     date: str
 
 
 @cache
 def links() -> dict[str, Link]:
-    """The sourced intra-server links of links.toml, by accelerator name."""
+    """The sourced intra-server links of links.toml, by accelerator name, each with its collective
+    latency (the header of links.toml: a named fabric's, else NCCL's by topology, else none)."""
+    data = _packaged("links.toml")
+    nccl = {k: quantity(q, f"links.toml [collective_latency].{k}", True, "us").si
+            for k, q in data["collective_latency"].items()}
     out = {}
-    for i, raw in enumerate(_packaged("links.toml")["link"]):
+    for i, raw in enumerate(data["link"]):
         where = f"links.toml link[{i}]"
         topology = _text(raw, "topology", where)
         if topology not in LINK_TOPOLOGIES:
@@ -504,8 +511,22 @@ def links() -> dict[str, Link]:
             accelerator=raw["accelerator"], topology=topology, gpus=gpus,
             bridge=_positive_int(raw, "bridge", where) if topology == "bridge" else 0, peer_bandwidth=peer,
             ring_bandwidth=_ring_table(raw, gpus, where) if topology == "rings" else (),
-            source=cited["source"], date=cited["date"])
+            **_link_latency(raw, topology, nccl, where), source=cited["source"], date=cited["date"])
     return out
+
+
+def _link_latency(raw: Mapping, topology: str, nccl: Mapping[str, float], where: str) -> dict[str, float]:
+    """A link's collective latency (s): its named fabric's `latency` and `base_latency` (fabrics.toml), else
+    NCCL's base and per-step figures for the hardware its ring runs over (tuning.cc: NVLink within a bridge,
+    PCIe through the host), else none."""
+    if "fabric" in raw:
+        fabric = registry("fabrics").get(_text(raw, "fabric", where), f"{where}.fabric")
+        step = fabric.get("latency") or 0.0
+        return {"latency": step, "bridge_latency": step, "base_latency": fabric.get("base_latency") or 0.0}
+    if topology in ("pcie", "bridge"):
+        return {"latency": nccl["pcie"], "bridge_latency": nccl["nvlink" if topology == "bridge" else "pcie"],
+                "base_latency": nccl["base"]}
+    return {"latency": 0.0, "bridge_latency": 0.0, "base_latency": 0.0}
 
 
 def _ring_table(raw: Mapping, gpus: int, where: str) -> tuple[tuple[int, float], ...]:

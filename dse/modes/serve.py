@@ -23,12 +23,13 @@ from dse.modes.setup import (
 
 def serve(s: Setup, n: dict) -> tuple[dict, list]:
     """Serve metrics of one replica and the deployment, by the scheduler chosen, over the link a
-    tensor-parallel group of that size really has (`setup.tp_link`)."""
-    bw, _, largest = tp_link(s.device, n["tp"])
+    tensor-parallel group of that size really has (`setup.tp_link`: its bandwidth and latency per step)."""
+    bw, latency, largest = tp_link(s.device, n["tp"])
     if bw is not None:
         cfg.require(n["tp"] <= largest if largest else True, "tp", n["tp"], f"at most {largest}: the largest "
                     f"group of {s.device.name} that one server's links join (links.toml)")
         n["link_bw"] = np.where(n["tp"] > 1, bw, np.inf) if np.ndim(n["tp"]) else (bw if n["tp"] > 1 else np.inf)
+        n["link_latency"] = latency + 0.0 * np.asarray(n["tp"])
     return static(s, n) if n["scheduler"] == "static" else continuous(s, n)
 
 
@@ -63,9 +64,10 @@ def static(s: Setup, n: dict) -> tuple[dict, list]:
     if scalar and tp == 1:  # one GPU per replica: nothing to all-reduce
         comm = np.zeros(2)
     else:
-        link = n["link_bw"] + 0.0 * b  # a link column (its own per TP degree) per phase
+        link, lat = n["link_bw"] + 0.0 * b, n["link_latency"] + 0.0 * b  # a link column (per TP degree) per phase
         comm = transformer.tp_allreduce_time(w, stack_phases(scalar, per_pass * i, b), tps, s.ex.act_bytes,
-                                             stack_phases(scalar, link, link), n["link_latency"], n["link_base"])
+                                             stack_phases(scalar, link, link), stack_phases(scalar, lat, lat),
+                                             n["link_base"])
     prefill, itl = split_phases(t.total + comm, 2, scalar)
     ttft = passes * prefill
     comm_dec = split_phases(comm, 2, scalar)[1]
@@ -196,9 +198,9 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     eff = dataclasses.replace(s.eff, memory=s.eff.memory * serving.STREAM_EFFICIENCY)
     t = run_pass(s, table, eff)
     eager = np.where(chunk > 0, w.layers * s.eff.launch, 0.0) if n["cuda_graphs"] == "on" else t.overhead
-    link = n["link_bw"] if np.ndim(n["link_bw"]) == 0 or np.ndim(tp) == 0 else np.tile(
-        n["link_bw"], len(tp) // len(n["link_bw"]))  # one link column per phase
-    comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, ex.act_bytes, link, n["link_latency"],
+    link, lat = (x if np.ndim(x) == 0 or np.ndim(tp) == 0 else np.tile(x, len(tp) // len(x))
+                 for x in (n["link_bw"], n["link_latency"]))  # one link column per phase
+    comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, ex.act_bytes, link, lat,
                                          n["link_base"],
                                          engine_allreduce(s.device) if n["cuda_graphs"] == "on" else (0.0, 0.0))
     t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
