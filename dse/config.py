@@ -353,8 +353,27 @@ def numbers(given: dict, s: Setup) -> dict:
         n[k] > 1)), "gpus") if mode == "train" else "dp"
     require(link_bw is not None or not multi, field, n[field], f"1: no catalog node or link (links.toml) says how "
             f"{s.device.name} GPUs connect (link bandwidth and latency), so parallelism across them is not modelled")
-    n["link_bw"], n["link_latency"], n["link_base"] = link_bw or np.inf, latency, base
+    n["link_bw"], n["link_latency"], n["link_base"] = np.inf if link_bw is None else link_bw, latency, base
     return n
+
+
+def _server_links(n: dict, given: dict, s: Setup) -> None:
+    """Refuse a node of more GPUs than one server's links join (links.toml `gpus`; one bridge where
+    nothing joins the bridges): every group's in-node part, and every pipeline send inside the node, runs
+    over those links, and past them nothing is there to price. ICI ("torus") spans hosts: its `gpus` is
+    chips per host, not a bound on a group."""
+    from dse.modes.setup import link_entry, tp_link  # modes import this module
+
+    entry, (_, _, largest) = link_entry(s.device), tp_link(s.device, None)
+    if entry is None or entry.topology == "torus":
+        return
+    field = "gpus_per_node" if "gpus_per_node" in given else "gpus"
+    why = (f"; a server holds {entry.gpus}, but the catalog gives {s.device.name} no PCIe host link "
+           f"(accelerators.toml host_link_bandwidth) to join its {entry.bridge}-card NVLink bridges"
+           if largest < entry.gpus else "")
+    require(np.minimum(n["gpus"], n["gpus_per_node"]) <= largest, field, n[field],
+            f"at most {largest} in one node: the largest group of {s.device.name} that one server's links "
+            f"join (links.toml){why}")
 
 
 def train_layout(n: dict, given: dict, w: Workload, s: Setup) -> None:
@@ -401,6 +420,7 @@ def train_layout(n: dict, given: dict, w: Workload, s: Setup) -> None:
     out_bw, out_latency, per_node = scale_out_link(s.device)
     if "gpus_per_node" not in given:
         n["gpus_per_node"] = float(per_node)
+    _server_links(n, given, s)
     require((n["gpus"] <= n["gpus_per_node"]) | (out_bw is not None), "gpus", n["gpus"],
             f"at most --gpus-per-node ({{}}): no catalog node gives {s.device.name} a scale-out fabric and NICs",
             n["gpus_per_node"])

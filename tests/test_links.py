@@ -133,3 +133,57 @@ def test_bridge_latency_per_group_in_a_population(scheduler):
     tp2 = 6.6e-6 + 2 * 0.6e-6 + 2 * 1 / 2 * nbytes / (300 * GB)
     tp4 = 6.6e-6 + 6 * 1.0e-6 + 2 * 3 / 4 * nbytes / (32 * GB)
     assert list(got) == pytest.approx([2 * L * tp2, 2 * L * tp4], rel=1e-12)
+
+
+# --- training over the links a group really has ---------------------------------------------------------
+
+ETA, INTERFERENCE = 0.70, 0.3  # calibrated collective efficiency and overlap interference (dse.models.calibration)
+LLAMA8B = dict(workload="llama-3-8b", mode="train", precision="bf16")
+
+
+def test_h200_nvl_bridges_are_joined_by_nothing_in_the_catalog():
+    """links.toml: H200 NVL cards sit in 4-way NVLink bridges (900 GB/s per GPU, 450 a direction) and
+    accelerators.toml gives the card no PCIe host link, so nothing joins two bridges: a group of 8 has
+    no bandwidth (None, never 0 that would read as free), the largest group is one bridge."""
+    assert tp_link(dev("h200-nvl"), 8.0)[0] is None
+    bw, _, largest = tp_link(dev("h200-nvl"), None)
+    assert (float(bw), largest) == (900 * GB / 2, 4)
+    assert scale_up_link(dev("h200-nvl"))[0] == 900 * GB / 2
+
+
+def test_h200_nvl_training_past_one_bridge_is_refused():
+    """The reviewer's repro: 8 H200 NVL trained with free communication (dp_comm_time_s 0.0)."""
+    with pytest.raises(dse.UserInputError) as info:
+        dse.evaluate(**LLAMA8B, hardware="h200-nvl", gpus=8, batch=64, micro_batch=1, seq_len=4096, zero=1)
+    msg = str(info.value)
+    assert msg.startswith("gpus = 8 is not allowed: at most 4 in one node") and "no PCIe host link" in msg
+    assert "\n" not in msg
+
+
+def test_h200_nvl_zero3_inside_one_bridge_by_hand():
+    """ZeRO-3 over 4 bridged H200 NVL: per micro-batch, gather the 2 B weights twice and reduce-scatter
+    the gradients, 3 rings of 3/4 of the weights at 450 GB/s x 0.70, each NCCL's 6.6 us fixed cost and 3
+    NVLink steps of 0.6 us (links.toml [collective_latency]); hidden under the compute but for 0.3 of it
+    (interference)."""
+    w = registry("workloads").get("llama-3-8b", "w")
+    from dse.models import transformer
+    params = transformer.parameters(w)
+    m = dse.evaluate(**LLAMA8B, hardware="h200-nvl", gpus=4, batch=8, micro_batch=1, seq_len=4096, zero=3)
+    traffic = 2 * 3 * (3 / 4 * params * 2 / (450 * GB * ETA) + 6.6e-6 + 3 * 0.6e-6)  # 2 micro-batches per step
+    assert traffic < m["compute_time_s"]
+    assert m["dp_comm_time_s"] == pytest.approx(INTERFERENCE * traffic, rel=1e-9)
+
+
+def test_training_node_larger_than_the_server_is_refused():
+    """Serve refuses tp past links.toml's server; train refused nothing: a 16-GPU MI300X "node" gave a
+    TP16 group a 15-peer mesh (960 GB/s) that no MI300X platform has."""
+    with pytest.raises(dse.UserInputError) as info:
+        dse.evaluate(workload="llama-2-7b", hardware="mi300x", mode="train", tp=16, gpus=16, gpus_per_node=16,
+                     batch=16)
+    assert str(info.value).startswith("gpus_per_node = 16 is not allowed: at most 8 in one node: the largest "
+                                      "group of mi300x that one server's links join (links.toml)")
+
+
+def test_ici_groups_span_hosts():
+    """TPU v5p's links.toml `gpus` is 4 chips a host, but its ICI torus joins hosts: 8 chips train."""
+    assert dse.evaluate(**LLAMA8B, hardware="tpu-v5p", gpus=8, batch=8, micro_batch=1, seq_len=2048)["gpus"] == 8

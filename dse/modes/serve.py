@@ -25,9 +25,10 @@ def serve(s: Setup, n: dict) -> tuple[dict, list]:
     """Serve metrics of one replica and the deployment, by the scheduler chosen, over the link a
     tensor-parallel group of that size really has (`setup.tp_link`: its bandwidth and latency per step)."""
     bw, latency, largest = tp_link(s.device, n["tp"])
-    if bw is not None:
-        cfg.require(n["tp"] <= largest if largest else True, "tp", n["tp"], f"at most {largest}: the largest "
+    if largest:
+        cfg.require(n["tp"] <= largest, "tp", n["tp"], f"at most {largest}: the largest "
                     f"group of {s.device.name} that one server's links join (links.toml)")
+    if bw is not None:
         n["link_bw"] = np.where(n["tp"] > 1, bw, np.inf) if np.ndim(n["tp"]) else (bw if n["tp"] > 1 else np.inf)
         n["link_latency"] = latency + 0.0 * np.asarray(n["tp"])
     return static(s, n) if n["scheduler"] == "static" else continuous(s, n)

@@ -211,23 +211,24 @@ def relabel(condition, label: str, otherwise):
 
 
 def scale_up_link(device: Accelerator) -> tuple[float | None, float, float]:
-    """One direction of the scale-up link between the device's GPUs (B/s) for a group of the whole
-    server, the per-step latency of that fabric and its fixed cost per collective (s; fabrics.toml
-    `latency` and `base_latency`, 0 where unpublished): from the catalog node built from the device, else
-    from its entry in links.toml (PCIe through the host, NVLink bridges, point-to-point meshes, ICI,
-    with that link's collective latency), else, for a user's own chip, its scale_up_bandwidth as a
-    switched fabric without latency; (None, 0, 0) when nothing says how its accelerators connect, so
-    that parallelism is refused, not guessed."""
+    """One direction of the scale-up link between the device's GPUs (B/s) for the largest group its
+    links join (`tp_link`: the whole server, or one bridge where nothing joins the bridges), the per-step
+    latency of that fabric and its fixed cost per collective (s; fabrics.toml `latency` and
+    `base_latency`, 0 where unpublished): from the catalog node built from the device, else from its
+    entry in links.toml (PCIe through the host, NVLink bridges, point-to-point meshes, ICI, with that
+    link's collective latency), else, for a user's own chip, its scale_up_bandwidth as a switched fabric
+    without latency; (None, 0, 0) when nothing says how its accelerators connect, so that parallelism is
+    refused, not guessed."""
     fabric = _scale_up_fabric(device)
     if fabric is not None:
         bw = device.get("scale_up_bandwidth") or fabric.get("bandwidth")
         return bw / 2.0, fabric.get("latency") or 0.0, fabric.get("base_latency") or 0.0
     bw, latency, _ = tp_link(device, None)
-    link = _link(device)
+    link = link_entry(device)
     return (None if bw is None else float(bw)), float(latency), link.base_latency if link else 0.0
 
 
-def _link(device: Accelerator):
+def link_entry(device: Accelerator):
     """The links.toml entry of a catalog accelerator, or None (a user's file, whatever its name)."""
     return links().get(device.name) if any(d is device for d in registry("hardware")) else None
 
@@ -251,33 +252,37 @@ def engine_allreduce(device: Accelerator) -> tuple[float, float]:
 def tp_link(device: Accelerator, tp) -> tuple[object, float, int | None]:
     """(bandwidth per direction per rank for a tensor-parallel group of `tp`, latency per step, the
     largest group) for devices described in links.toml or by their own scale_up_bandwidth; `tp` None
-    means the whole server. (None, 0, None) when neither says how the device connects. A mesh gives a
+    means the largest group. (None, 0, None) when neither says how the device connects. A mesh gives a
     group of n its n - 1 peer links, (n - 1) x peer bandwidth (AMD MI300X platform: 64 GB/s per
-    direction per pair); a bridge its NVLink within the bridge and PCIe through the host beyond;
-    "rings" the slowest hop of the ring a group forms, from the link's table by group size, a group
-    between two listed sizes taking the larger's (the ring all-reduce's beta is set by its slowest link,
-    Patarasuk & Yuan 2009; MI250X: 4 in-package links for a GCD pair, 1 inter-package link beyond).
+    direction per pair); a bridge its NVLink within the bridge and PCIe through the host beyond, and
+    where the catalog has no host link nothing joins the bridges: the largest group is one bridge and a
+    larger one gets None, never a bandwidth; "rings" the slowest hop of the ring a group forms, from the
+    link's table by group size, a group between two listed sizes taking the larger's (the ring
+    all-reduce's beta is set by its slowest link, Patarasuk & Yuan 2009; MI250X: 4 in-package links for
+    a GCD pair, 1 inter-package link beyond).
     The latency per step is the link's (links.toml header; a bridge's NVLink figure within the bridge,
     PCIe's beyond it, as NCCL's tuning.cc picks by the ring's links); 0 for a user's own chip."""
-    link = _link(device)
+    link = link_entry(device)
     up, host = device.get("scale_up_bandwidth"), device.get("host_link_bandwidth")
     if link is None:
         return (None, 0.0, None) if up is None or node_for(device) else (up / 2.0, 0.0, None)
-    group = link.gpus if tp is None else tp
+    largest = link.bridge if link.topology == "bridge" and not host else link.gpus
+    group = largest if tp is None else tp
     if link.topology == "mesh":
-        return (group - 1.0) * link.peer_bandwidth, link.latency, link.gpus
+        return (group - 1.0) * link.peer_bandwidth, link.latency, largest
     if link.topology == "rings":
         sizes, per_direction = np.array(link.ring_bandwidth).T
         at = np.minimum(np.searchsorted(sizes, group), len(sizes) - 1)  # past the server: refused by `largest`
-        return per_direction[at], link.latency, link.gpus
+        return per_direction[at], link.latency, largest
     if link.topology == "pcie":
-        return host / 2.0, link.latency, link.gpus
+        return host / 2.0, link.latency, largest
+    if link.topology == "bridge" and not host:
+        within = up / 2.0 + 0.0 * group, link.bridge_latency + 0.0 * group
+        return (None, 0.0, largest) if np.any(group > link.bridge) else (*within, largest)
     if link.topology == "bridge":
-        beyond = host / 2.0 if host else 0.0
-        largest = link.gpus if host else link.bridge
         within = group <= link.bridge
-        return np.where(within, up / 2.0, beyond), np.where(within, link.bridge_latency, link.latency), largest
-    return up / 2.0, link.latency, link.gpus
+        return np.where(within, up / 2.0, host / 2.0), np.where(within, link.bridge_latency, link.latency), largest
+    return up / 2.0, link.latency, largest
 
 
 def common(m: dict, checks: list, n: dict, reasons: list, compute: str) -> dict:
