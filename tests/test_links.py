@@ -174,6 +174,29 @@ def test_h200_nvl_zero3_inside_one_bridge_by_hand():
     assert m["dp_comm_time_s"] == pytest.approx(INTERFERENCE * traffic, rel=1e-9)
 
 
+def test_mesh_data_parallel_pair_uses_its_one_peer_link_by_hand():
+    """In MI300X's full mesh two data-parallel GPUs share one Infinity Fabric link, 64 GB/s a direction,
+    not the 7 links (448 GB/s) of the whole server: ZeRO-3 over 2 ranks moves 3 rings of 1/2 of the
+    weights per micro-batch at 64 GB/s x 0.70, one 1.38 us step each (fabrics.toml infinity-fabric);
+    communication-bound, so what does not fit under the compute is exposed, and 0.3 of what does."""
+    w = registry("workloads").get("llama-3-8b", "w")
+    from dse.models import transformer
+    params = transformer.parameters(w)
+    m = dse.evaluate(**LLAMA8B, hardware="mi300x", gpus=2, batch=2, micro_batch=1, seq_len=1024, zero=3)
+    traffic = 3 * (1 / 2 * params * 2 / (64 * GB * ETA) + 1.38e-6)
+    window = m["compute_time_s"]
+    assert traffic > window
+    assert m["dp_comm_time_s"] == pytest.approx(traffic - window + INTERFERENCE * window, rel=1e-9)
+
+
+def test_mesh_pipeline_send_uses_one_peer_link_by_hand():
+    """A pipeline send between two MI300X crosses the one link joining them (64 GB/s a direction):
+    2 x (micro-batches + stages - 1) sends of a [seq x hidden] bf16 activation, each a 1.38 us step."""
+    m = dse.evaluate(**LLAMA8B, hardware="mi300x", gpus=2, pp=2, batch=4, micro_batch=1, seq_len=4096)
+    sends = 2 * (4 + 2 - 1)
+    assert m["pp_comm_time_s"] == pytest.approx(sends * (4096 * H * 2 / (64 * GB * ETA) + 1.38e-6), rel=1e-9)
+
+
 def test_training_node_larger_than_the_server_is_refused():
     """Serve refuses tp past links.toml's server; train refused nothing: a 16-GPU MI300X "node" gave a
     TP16 group a 15-peer mesh (960 GB/s) that no MI300X platform has."""
