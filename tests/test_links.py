@@ -189,6 +189,20 @@ def test_mesh_data_parallel_pair_uses_its_one_peer_link_by_hand():
     assert m["dp_comm_time_s"] == pytest.approx(traffic - window + INTERFERENCE * window, rel=1e-9)
 
 
+def test_consecutive_data_parallel_pair_uses_its_bridge_by_hand():
+    """With tp = 1 a data-parallel pair is two neighbouring GPUs: on A100 PCIe they share an NVLink
+    bridge, 600 GB/s both ways = 300 GB/s a direction, not the server's PCIe (32 GB/s). ZeRO-3 moves 3
+    rings of 1/2 of the weights per micro-batch at 300 GB/s x 0.70, each NCCL's 6.6 us fixed cost and
+    one NVLink step of 0.6 us, hidden under the compute but for 0.3 of it."""
+    w = registry("workloads").get("llama-3-8b", "w")
+    from dse.models import transformer
+    params = transformer.parameters(w)
+    m = dse.evaluate(**LLAMA8B, hardware="a100-pcie-80gb", gpus=2, batch=2, micro_batch=1, seq_len=1024, zero=3)
+    traffic = 3 * (1 / 2 * params * 2 / (300 * GB * ETA) + 6.6e-6 + 0.6e-6)
+    assert traffic < m["compute_time_s"]
+    assert m["dp_comm_time_s"] == pytest.approx(INTERFERENCE * traffic, rel=1e-9)
+
+
 def test_mesh_pipeline_send_uses_one_peer_link_by_hand():
     """A pipeline send between two MI300X crosses the one link joining them (64 GB/s a direction):
     2 x (micro-batches + stages - 1) sends of a [seq x hidden] bf16 activation, each a 1.38 us step."""

@@ -104,20 +104,23 @@ def _group_size_per_node(stride, size, per_node):
     return np.clip(per_node / stride, 1.0, size)
 
 
-def _group_link(s: Setup, n: dict, k, consecutive: bool):
-    """Scale-up bandwidth (B/s, one direction) of a process group whose `k` ranks share a node.
-    Megatron gives a TP group consecutive GPUs (rank order tp first; Narayanan et al. 2021), the placement
-    that links.toml's per-group figures describe (`setup.tp_link`: a mesh's k - 1 peer links, a bridged
-    pair, MI250X's in-package pair), so serve and train give a group of k the same link; devices without
-    such an entry keep their node's fabric. Strided groups (data, context, expert; a pipeline send's pair)
-    keep the whole-server figure, except on a full mesh ("mesh": MI300X, MI325X, Gaudi): there every pair
-    of GPUs has its own peer link, so any k of them, whatever their spacing, are joined by k - 1 links
-    each (AMD Instinct MI300X platform; Intel Gaudi network configuration), the figure a consecutive group
-    gets. A rank alone in its node sends nothing over it (its figure is unused)."""
-    bw, _, _ = tp_link(s.device, np.maximum(k, 2.0))
+def _group_link(s: Setup, n: dict, k, stride=1.0):
+    """Scale-up bandwidth (B/s, one direction) and latency per step of a process group whose `k` ranks
+    share a node and sit `stride` ranks apart. Megatron orders ranks tp first, then cp, dp and pp
+    (Narayanan et al. 2021), so a TP group is consecutive and a context, data or expert group is too
+    where the degrees before it are 1; a consecutive group gets the placement links.toml's per-group
+    figures describe (`setup.tp_link`: a mesh's k - 1 peer links, a bridged pair, MI250X's in-package
+    pair), so serve and train give a group of k the same link; devices without such an entry keep
+    their node's fabric. Strided groups keep the whole-server figure, except on a full mesh ("mesh":
+    MI300X, MI325X, Gaudi): there every pair of GPUs has its own peer link, so any k of them, whatever
+    their spacing, are joined by k - 1 links each (AMD Instinct MI300X platform; Intel Gaudi network
+    configuration). A rank alone in its node sends nothing over it (its figure is unused)."""
+    bw, latency, _ = tp_link(s.device, np.maximum(k, 2.0))
+    if bw is None:
+        return n["link_bw"], n["link_latency"]
     entry = link_entry(s.device)
-    mesh = entry is not None and entry.topology == "mesh"
-    return n["link_bw"] if bw is None or not (consecutive or mesh) else bw
+    own = (stride == 1) | (entry is not None and entry.topology == "mesh")
+    return np.where(own, bw, n["link_bw"]), np.where(own, latency, n["link_latency"])
 
 
 def train(s: Setup, n: dict) -> tuple[dict, list]:
@@ -132,12 +135,12 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     ex16 = sixteen_bit(s.device) if fp8 else s.ex
     act = ex16.act_bytes  # activations, saved tensors and messages in 16 bits under fp8
     eta = s.eff.collective
-    up_lat = n["link_latency"]
     out_bw, out_lat = n["out_bw"] * eta, n["out_latency"]
     base = n["link_base"]  # the collective library's fixed cost, once per collective
 
-    def links(k, consecutive=False):  # a group of k ranks per node: its in-node link, the scale-out link
-        return _group_link(s, n, k, consecutive) * eta, up_lat, out_bw, out_lat, base
+    def links(k, stride):  # a group of k ranks per node, `stride` apart: its in-node link, the scale-out link
+        bw, lat = _group_link(s, n, k, stride)
+        return bw * eta, lat, out_bw, out_lat, base
 
     # one micro-batch's forward on one GPU: its share of the sequence (cp) and of heads, columns and
     # sequence (tp, with sequence parallelism)
@@ -176,7 +179,7 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # block, `transformer.tp_syncs_per_layer`), in each pass (Korthikanti 2022, 4.2.2)
     tokens = rows * seq
     k_tp = _group_size_per_node(1.0, tp, per_node)
-    tp_links = links(k_tp, consecutive=True)
+    tp_links = links(k_tp, 1.0)
     ag_tp = comm.hierarchical_allgather(tokens * w.hidden * act, tp, k_tp, *tp_links)
     # K/V groups every rank holds (MLA's latent, `transformer.kv_excess`): made by the duplicated
     # down-projection on the rank's 1/tp of the tokens, gathered in the forward, its gradient
@@ -194,21 +197,22 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # reduce-scattered in the backward, under the attention they feed
     k_cp = _group_size_per_node(tp, cp, per_node)
     kv = comm.hierarchical_allgather(mb * seq * transformer.kv_cache_elements(w) * act / tp, cp, k_cp,
-                                     *links(k_cp))
+                                     *links(k_cp, tp))
     attn_layer = a / L
     cp_layer = (_exposed(kv, attn_layer, s.eff.interference) * (passes - 1.0)
                 + _exposed(2.0 * kv, ATTENTION_BACKWARD * attn_layer, s.eff.interference))
     cp_mb = layers * cp_layer
     # expert parallelism: dispatch and combine all-to-alls of the routed tokens in each pass
     k_ep = _group_size_per_node(tp * cp, ep, per_node)
-    a2a = comm.hierarchical_alltoall(tokens / tp * w.top_k * w.hidden * act, ep, k_ep, *links(k_ep))
+    a2a = comm.hierarchical_alltoall(tokens / tp * w.top_k * w.hidden * act, ep, k_ep, *links(k_ep, tp * cp))
     ep_mb = layers * passes * 2.0 * a2a * (w.experts > 1)
     t_mb = compute_mb + tp_mb + cp_mb + ep_mb
     bubble = (pp - 1) / vp * t_mb
     # pipeline sends: one activation (scattered over tp) per virtual stage boundary and micro-batch,
     # forward and backward, plus the fill and drain
-    p2p_bw = np.where(tp * cp * dp >= per_node, out_bw, links(2.0)[0])
-    p2p_lat = np.where(tp * cp * dp >= per_node, out_lat, up_lat)
+    pair = links(2.0, tp * cp * dp)
+    p2p_bw = np.where(tp * cp * dp >= per_node, out_bw, pair[0])
+    p2p_lat = np.where(tp * cp * dp >= per_node, out_lat, pair[1])
     p2p = np.where(pp > 1, 2.0 * (vp * m + pp - 1), 0.0) * comm.p2p_time(tokens * w.hidden * act / tp, p2p_bw,
                                                                           p2p_lat, base)
 
@@ -221,9 +225,9 @@ def train(s: Setup, n: dict) -> tuple[dict, list]:
     # ZeRO-3/FSDP: each micro-batch gathers the weights for the forward and again for the backward and
     # reduce-scatters the gradients (Rajbhandari et al. 2020, section 7.2.3: 1.5x an all-reduce), over
     # the flat data-parallel group: a ring that leaves the node runs at each GPU's NIC share
-    dp_links = links(k_dp)
+    dp_links = links(k_dp, tp)
     flat_bw = np.where(group > k_dp, out_bw, dp_links[0])
-    flat_lat = np.where(group > k_dp, out_lat, up_lat)
+    flat_lat = np.where(group > k_dp, out_lat, dp_links[1])
     dp_traffic = np.where(zero >= 3, m * 3.0 * comm.allgather_time(grads, group, flat_bw, flat_lat, base),
                           comm.hierarchical_allreduce(grads, group, k_dp, *dp_links))
     window = np.where(zero >= 3, m * compute_mb, layers * bwd_layer)
@@ -313,8 +317,9 @@ def _train_cnn(s: Setup, n: dict) -> tuple[dict, list]:
     grads = s.params * 2.0
     k = _group_size_per_node(1.0, dp, n["gpus_per_node"])
     eta = s.eff.collective
-    traffic = comm.hierarchical_allreduce(grads, dp, k, _group_link(s, n, k, consecutive=True) * eta,
-                                          n["link_latency"], n["out_bw"] * eta, n["out_latency"], n["link_base"])
+    bw, latency = _group_link(s, n, k)  # data-parallel ranks are consecutive
+    traffic = comm.hierarchical_allreduce(grads, dp, k, bw * eta, latency, n["out_bw"] * eta, n["out_latency"],
+                                          n["link_base"])
     exposed = _exposed(traffic, 2.0 * fwd.total, s.eff.interference)
     shard = s.params / np.where(n["zero"] >= 1, dp, 1.0)
     opt = training.optimizer_time(shard, s.device.memory_bandwidth, s.ex.vector_rate, s.eff.memory, s.eff.vector)
