@@ -45,7 +45,8 @@ UNITS = {
     "achievable_fp8": "TFLOP/s", "grid_intensity": "g/kWh", "pue": "",
     "wue": "L/kWh", "water_offsite": "L/kWh",
     "electricity_price": "USD/kWh", "bandwidth": "GB/s", "latency": "us", "base_latency": "us", "system_power": "kW",
-    "host_power": "kW", "engine_allreduce_base": "us", "engine_allreduce_bandwidth": "GB/s",
+    "host_power": "kW", "engine_allreduce_base": "us", "engine_allreduce_base_eager": "us",
+    "engine_allreduce_bandwidth": "GB/s",
     # economics.toml [assumptions]
     "hardware_life": "year", "maintenance_rate": "1/year", "facility_cost": "USD/kW/month",
     "network_capex_fraction": "", "storage_capex_fraction": "", "host_load_fraction": "", "idle_power_fraction": "",

@@ -189,8 +189,8 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
     Graphs" design note, 2025); with `--cuda-graphs off` (vLLM's --enforce-eager) every kernel
     launches, on top of the per-step overhead. Weights and KV stream at `serving.STREAM_EFFICIENCY`
     of the device class's bandwidth efficiency; the TP all-reduces of the step's tokens, in 16 bits, by
-    the engine's own all-reduce where it is measured on the link under CUDA graphs
-    (`communication.engine_allreduce_time`), else, and with `--cuda-graphs off`, NCCL's model."""
+    the engine's own all-reduce where it is measured on the link, inside the graphs or launched eagerly
+    with `--cuda-graphs off` (`communication.engine_allreduce_time`), else NCCL's model."""
     w, ex = s.workload, s.ex
     table = transformer.mixed_ops(w, decoding, context, chunk, prompt, ex.act_bytes, ex.kv_bytes,
                                   transformer.decode_kv_streams(w, tp, n["decode_attention"]))
@@ -203,7 +203,7 @@ def _steps(s: Setup, n: dict, decoding, context, chunk, prompt, tp):
                  for x in (n["link_bw"], n["link_latency"]))  # one link column per phase
     comm = transformer.tp_allreduce_time(w, decoding + chunk, tp, ex.act_bytes, link, lat,
                                          n["link_base"],
-                                         engine_allreduce(s.device) if n["cuda_graphs"] == "on" else (0.0, 0.0))
+                                         engine_allreduce(s.device, n["cuda_graphs"] == "on"))
     t = dataclasses.replace(t, total=t.total - t.overhead + serving.STEP_S + eager,
                             overhead=serving.STEP_S + eager + 0.0 * t.total)
     return t, comm

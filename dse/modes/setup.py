@@ -239,14 +239,16 @@ def _scale_up_fabric(device: Accelerator):
     return next((f for f in registry("fabrics") if node and f.name == node.scale_up), None)
 
 
-def engine_allreduce(device: Accelerator) -> tuple[float, float]:
+def engine_allreduce(device: Accelerator, graphs: bool = True) -> tuple[float, float]:
     """(fixed cost s, peer-read rate B/s) of one serving engine's custom all-reduce on the device's
-    scale-up fabric (fabrics.toml `engine_allreduce_base`, `engine_allreduce_bandwidth`); (0, 0) where
-    they are not measured: there the engine's all-reduce is modelled as NCCL's."""
+    scale-up fabric, inside CUDA graphs or, `graphs` False, launched eagerly (fabrics.toml
+    `engine_allreduce_base` / `engine_allreduce_base_eager`, `engine_allreduce_bandwidth`); (0, 0)
+    where they are not measured: there the engine's all-reduce is modelled as NCCL's."""
     fabric = _scale_up_fabric(device)
-    if fabric is None or not fabric.get("engine_allreduce_bandwidth"):
+    base = fabric and fabric.get("engine_allreduce_base" if graphs else "engine_allreduce_base_eager")
+    if not base or not fabric.get("engine_allreduce_bandwidth"):
         return 0.0, 0.0
-    return fabric.get("engine_allreduce_base"), fabric.get("engine_allreduce_bandwidth")
+    return base, fabric.get("engine_allreduce_bandwidth")
 
 
 def tp_link(device: Accelerator, tp) -> tuple[object, float, int | None]:
@@ -266,7 +268,8 @@ def tp_link(device: Accelerator, tp) -> tuple[object, float, int | None]:
     up, host = device.get("scale_up_bandwidth"), device.get("host_link_bandwidth")
     if link is None:
         return (None, 0.0, None) if up is None or node_for(device) else (up / 2.0, 0.0, None)
-    largest = link.bridge if link.topology == "bridge" and not host else link.gpus
+    # ICI ("torus") spans hosts: its `gpus` is chips per host, no bound on a group (largest None)
+    largest = None if link.topology == "torus" else link.bridge if link.topology == "bridge" and not host else link.gpus
     group = largest if tp is None else tp
     if link.topology == "mesh":
         return (group - 1.0) * link.peer_bandwidth, link.latency, largest
