@@ -295,12 +295,18 @@ def continuous(s: Setup, n: dict) -> tuple[dict, list]:
     scalar = np.ndim(one) == 0
     shape = dict(scalar=scalar, one=one, chunk=chunk, context=i + o / 2.0, prompt=i, steps=steps, full=full,
                  computed=prompt, room=room)
-    (d_one, d_full), (m_one, m_full), t, comm = _step_times(s, n, (1.0, full), shape)
-    g = _engine(n, 1.0, full, (d_one, d_full), (m_one, m_full), shape)
+    # the steps at full load and, at a rate, at one sequence too (the chords of `serving.Engine`); without
+    # --qps every use is at full load, where a one-point engine is the same line's value
+    low = full if n["qps"] is None else 1.0
+    counts = (full,) if n["qps"] is None else (1.0, full)
+    decode, mixed_steps, t, comm = _step_times(s, n, counts, shape)
+    d_full, m_full = decode[-1], mixed_steps[-1]
+    g = _engine(n, low, full, (decode[0], d_full), (mixed_steps[0], m_full), shape)
     per_replica, itl, budget_bound = serving.capacity(g)
     replicas = n["gpus"] / tp
-    dec, mixed = phase_timing(t, 1, 4, scalar), phase_timing(t, 3, 4, scalar)
-    comm_dec = split_phases(comm, 4, scalar)[1]
+    k = len(counts)
+    dec, mixed = phase_timing(t, k - 1, 2 * k, scalar), phase_timing(t, 2 * k - 1, 2 * k, scalar)
+    comm_dec = split_phases(comm, 2 * k, scalar)[k - 1]
     chunk_steps = steps * serving.step_time(g, full) + serving.prefill_extra(g, full)
     # without --qps the replica runs full: `batch` requests in flight, each replaced as it ends (a closed
     # loop, as a benchmark at fixed concurrency runs it). Where the slots limit it, a prompt waits for
