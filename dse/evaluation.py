@@ -200,10 +200,11 @@ def _column(values: np.ndarray, key: str) -> np.ndarray:
 
 
 # Rows per pass through the models, by mode: small enough that a pass's (operators x phases x rows)
-# arrays stay in cache and are reused by the allocator rather than faulted in afresh (serve stacks four
-# engine phases per row), large enough that the per-pass Python work is spread over many rows; the
-# fastest of 512-32,768 rows on a 2-core EPYC VM (bench/README.md, "Speed").
-CHUNK = {"infer": 1 << 13, "serve": 1 << 11, "train": 1 << 14}
+# arrays stay in cache and are reused by the allocator rather than faulted in afresh (serve stacks two
+# engine phases per row at full load, four at a rate), large enough that the per-pass Python work is
+# spread over many rows; the fastest of 512-32,768 rows on 2-core EPYC and Xeon VMs (bench/README.md,
+# "Speed").
+CHUNK = {"infer": 1 << 13, "serve": 1 << 12, "train": 1 << 14}
 
 
 def _groups(categorical: dict[str, np.ndarray], empty: list[np.ndarray], size: int):

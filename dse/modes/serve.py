@@ -24,13 +24,16 @@ from dse.modes.setup import (
 def serve(s: Setup, n: dict) -> tuple[dict, list]:
     """Serve metrics of one replica and the deployment, by the scheduler chosen, over the link a
     tensor-parallel group of that size really has (`setup.tp_link`: its bandwidth and latency per step)."""
-    bw, latency, largest = tp_link(s.device, n["tp"])
+    tp = n["tp"]
+    if np.ndim(tp) and (tp == tp[0]).all():  # a column of one degree: one link, as a number
+        tp = tp[0]
+    bw, latency, largest = tp_link(s.device, tp)
     if largest:
         cfg.require(n["tp"] <= largest, "tp", n["tp"], f"at most {largest}: the largest "
                     f"group of {s.device.name} that one server's links join (links.toml)")
     if bw is not None:
-        n["link_bw"] = np.where(n["tp"] > 1, bw, np.inf) if np.ndim(n["tp"]) else (bw if n["tp"] > 1 else np.inf)
-        n["link_latency"] = latency + 0.0 * np.asarray(n["tp"])
+        n["link_bw"] = np.where(tp > 1, bw, np.inf) if np.ndim(tp) else (bw if tp > 1 else np.inf)
+        n["link_latency"] = latency + 0.0 * np.asarray(tp)
     return static(s, n) if n["scheduler"] == "static" else continuous(s, n)
 
 
