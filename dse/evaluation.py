@@ -220,7 +220,8 @@ def _groups(categorical: dict[str, np.ndarray], empty: list[np.ndarray], size: i
         if cells.any() and not cells.all():
             codes = pd.factorize(codes * 2 + cells)[0]
     for key, cells in categorical.items():
-        if not pd.isna(cells[0]) and (cells == cells[0]).all():  # one value throughout (the common case)
+        first = cells[0]
+        if not pd.isna(first) and (cells[:64] == first).all() and (cells == first).all():  # one value throughout
             fixed[key] = _value(cells, 0)
             continue
         column, values = pd.factorize(cells)  # an empty cell has code -1
@@ -232,7 +233,8 @@ def _groups(categorical: dict[str, np.ndarray], empty: list[np.ndarray], size: i
     if codes.max(initial=0) == 0:
         yield fixed, np.arange(size)
         return
-    order = np.argsort(codes, kind="stable")  # each group's rows in the frame's order
+    small = codes.astype(np.int16) if codes.max() < 2**15 else codes  # few groups: numpy's radix sort
+    order = np.argsort(small, kind="stable")  # each group's rows in the frame's order
     for rows in np.split(order, np.cumsum(np.bincount(codes))[:-1]):
         yield {**fixed, **{k: _value(values, column[rows[0]]) for k, (column, values) in varying.items()}}, rows
 
