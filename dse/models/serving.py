@@ -108,7 +108,9 @@ STREAM_EFFICIENCY = 0.92
 AHEAD_STEPS = 1.0
 # A kernel boundary inside a replayed CUDA graph: no host launch, but the GPU still drains one kernel
 # and starts the next, about 1.3 us per kernel measured on an H100 (Spector et al., Hazy Research,
-# "Look Ma, No Bubbles! Designing a Low-Latency Megakernel for Llama-1B", 2025-05-27).
+# "Look Ma, No Bubbles! Designing a Low-Latency Megakernel for Llama-1B", 2025-05-27). The only published
+# figure found: `--cuda-graphs on` applies it to every device (HIP graphs on AMD, XLA's compiled steps on
+# TPU included), so elsewhere it is the H100's number, not a measurement.
 GRAPH_KERNEL_S = 1.3e-6
 
 
